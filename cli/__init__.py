@@ -1,0 +1,54 @@
+"""The command line: `python -m thaw_slump_mapper <subcommand>`. One module per subcommand,
+each a thin front end over engine/, model/ or analysis/ exposing ``register(subparsers)``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from ..engine.errors import Cancelled, UserError
+
+# subcommand module names under cli/, in the order they are listed in --help
+SUBCOMMAND_MODULES = (
+    "detect_command",
+    "morphometry_command",
+    "report_command",
+    "evaluate_command",
+    "export_labels_command",
+    "train_command",
+    "build_chips_command",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="thaw_slump_mapper",
+        description="Map retrogressive thaw slumps in satellite images (DeepLabv3+, Huang et al. 2020).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:  # TODO(integration): drop once every area has landed
+            if err.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Detection engine: checkpoint -> streaming tiled inference -> slump polygons. No QGIS, no Qt."""

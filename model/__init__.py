@@ -1,0 +1,1 @@
+"""Network checkpoints, the training-chip format, training and fine-tuning. No QGIS, no Qt."""

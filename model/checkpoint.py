@@ -1,0 +1,231 @@
+"""The self-describing checkpoint: one file that says how to build, feed and use the network.
+
+Everything inference needs (architecture, bands, scaling, ground sample distance, tiling
+defaults) travels inside the file, so loading needs no side configuration, and a file
+trained elsewhere cannot be fed the wrong bands silently.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import hashlib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..engine.errors import UserError
+
+FORMAT_NAME = "thaw-slump-mapper-checkpoint"
+FORMAT_VERSION = 1
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "thaw_slump_deeplabv3plus.pt"
+
+# Architectures we build from segmentation-models-pytorch; anything else is refused on load
+# rather than executed, because the class name comes from a file a user picked.
+SUPPORTED_ARCHITECTURES = ("DeepLabV3Plus", "DeepLabV3", "Unet", "UnetPlusPlus", "FPN", "PSPNet", "Linknet", "PAN", "MAnet")
+KNOWN_BANDS = ("red", "green", "blue", "nir", "red_edge", "coastal", "swir1", "swir2")
+SCALING_METHODS = ("percentile", "fixed")
+
+
+@dataclass
+class Checkpoint:
+    architecture: Dict[str, Any]
+    bands: List[str]
+    gsd_m: float
+    scaling: Dict[str, Any]
+    tile_size: int = 512
+    overlap: int = 128
+    threshold: float = 0.5
+    min_area_m2: float = 3000.0
+    version: str = "0.0.0"
+    name: str = "thaw-slump-model"
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    state_dict: Dict[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    @property
+    def trained(self) -> bool:
+        """False for a checkpoint whose weights were never fitted to slump labels."""
+        return bool(self.provenance.get("trained", False))
+
+    def fingerprint(self) -> str:
+        """Stable hash of the weights and the description (used to cache exported models)."""
+        h = hashlib.sha256()
+        h.update(repr(self.describe_dict()).encode())
+        for key in sorted(self.state_dict):
+            tensor = self.state_dict[key]
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def describe_dict(self) -> Dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "architecture": copy.deepcopy(self.architecture),
+            "input": {"bands": list(self.bands), "gsd_m": float(self.gsd_m), "scaling": copy.deepcopy(self.scaling)},
+            "inference": {
+                "tile_size": int(self.tile_size),
+                "overlap": int(self.overlap),
+                "threshold": float(self.threshold),
+                "min_area_m2": float(self.min_area_m2),
+            },
+            "version": self.version,
+            "name": self.name,
+            "provenance": copy.deepcopy(self.provenance),
+        }
+
+    def summary(self) -> str:
+        """One line for logs and the dock: name, version, bands, GSD, metrics."""
+        metrics = self.provenance.get("metrics") or {}
+        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:4])
+        state = "" if self.trained else " [UNTRAINED]"
+        return (
+            f"{self.name} v{self.version}{state}: bands {'/'.join(self.bands)}, {self.gsd_m:g} m"
+            + (f", {shown}" if shown else "")
+        )
+
+
+def build_network(ckpt: Checkpoint, load_weights: bool = True) -> "torch.nn.Module":
+    """Instantiate the segmentation-models-pytorch network described by ``ckpt``."""
+    import segmentation_models_pytorch as smp
+
+    cls = getattr(smp, ckpt.architecture["class"])
+    kwargs = dict(ckpt.architecture.get("kwargs", {}))
+    kwargs["encoder_weights"] = None  # weights come from the checkpoint, never a download
+    net = cls(**kwargs)
+    if load_weights and ckpt.state_dict:
+        missing, unexpected = net.load_state_dict(ckpt.state_dict, strict=False)
+        if missing or unexpected:
+            raise UserError(
+                f"Checkpoint {ckpt.path or ckpt.name}: weights do not fit its architecture "
+                f"({len(missing)} missing, {len(unexpected)} unexpected tensors); re-export it with this plugin."
+            )
+    net.eval()
+    return net
+
+
+def new_checkpoint(
+    net: "torch.nn.Module",
+    architecture: Dict[str, Any],
+    bands: List[str],
+    gsd_m: float,
+    scaling: Dict[str, Any],
+    **settings: Any,
+) -> Checkpoint:
+    """Wrap a network in a checkpoint (weights copied to CPU)."""
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    ckpt = Checkpoint(architecture=architecture, bands=list(bands), gsd_m=float(gsd_m), scaling=scaling, state_dict=state, **settings)
+    ckpt.provenance.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    _validate(ckpt.describe_dict(), "new checkpoint")
+    return ckpt
+
+
+def save_checkpoint(ckpt: Checkpoint, path: Path) -> Path:
+    """Write atomically: a half-written checkpoint must never replace a good one."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = ckpt.describe_dict()
+    payload["state_dict"] = ckpt.state_dict
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    ckpt.path = path
+    return path
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Load and validate a checkpoint; every problem is a one-line ``UserError``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Checkpoint not found: {path}. Pick an existing .pt file or leave it empty for the bundled model.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({first[:120]}); pick a file saved by this plugin.") from None
+    if not isinstance(payload, dict):
+        raise UserError(f"Checkpoint {path.name} is not a thaw slump checkpoint (no description inside); pick a file saved by this plugin.")
+    _validate(payload, path.name)
+    inp, inf = payload["input"], payload["inference"]
+    ckpt = Checkpoint(
+        architecture=payload["architecture"],
+        bands=list(inp["bands"]),
+        gsd_m=float(inp["gsd_m"]),
+        scaling=dict(inp["scaling"]),
+        tile_size=int(inf["tile_size"]),
+        overlap=int(inf["overlap"]),
+        threshold=float(inf["threshold"]),
+        min_area_m2=float(inf["min_area_m2"]),
+        version=str(payload["version"]),
+        name=str(payload["name"]),
+        provenance=dict(payload.get("provenance") or {}),
+        state_dict=payload["state_dict"],
+        path=path,
+    )
+    return ckpt
+
+
+def bundled_checkpoint_path() -> Path:
+    return BUNDLED_CHECKPOINT
+
+
+def _validate(payload: Dict[str, Any], where: str) -> None:
+    def fail(what: str) -> None:
+        raise UserError(f"Checkpoint {where}: {what}; pick a checkpoint saved by this plugin (or re-save it with `train`).")
+
+    if payload.get("format") != FORMAT_NAME:
+        fail(f"format is {payload.get('format')!r}, expected {FORMAT_NAME!r}")
+    if payload.get("format_version") != FORMAT_VERSION:
+        fail(f"format version {payload.get('format_version')!r} is not supported (this plugin reads {FORMAT_VERSION})")
+    for key in ("architecture", "input", "inference", "version", "name"):
+        if key not in payload:
+            fail(f"missing key '{key}'")
+    if "state_dict" in payload and not isinstance(payload["state_dict"], dict):
+        fail("'state_dict' is not a dictionary of tensors")
+    arch = payload["architecture"]
+    if not isinstance(arch, dict) or arch.get("class") not in SUPPORTED_ARCHITECTURES:
+        fail(f"architecture class {arch.get('class') if isinstance(arch, dict) else arch!r} is not one of {', '.join(SUPPORTED_ARCHITECTURES)}")
+    kwargs = arch.get("kwargs")
+    if not isinstance(kwargs, dict) or "encoder_name" not in kwargs:
+        fail("architecture kwargs lack 'encoder_name'")
+    inp = payload["input"]
+    for key in ("bands", "gsd_m", "scaling"):
+        if key not in inp:
+            fail(f"missing key 'input.{key}'")
+    bands = inp["bands"]
+    if not isinstance(bands, (list, tuple)) or not bands or any(b not in KNOWN_BANDS for b in bands):
+        fail(f"input bands {bands!r} must be a list drawn from {', '.join(KNOWN_BANDS)}")
+    if int(kwargs.get("in_channels", 3)) != len(bands):
+        fail(f"the network takes {kwargs.get('in_channels', 3)} channels but {len(bands)} bands are listed")
+    try:
+        gsd = float(inp["gsd_m"])
+    except (TypeError, ValueError):
+        gsd = -1.0
+    if not gsd > 0:
+        fail(f"input.gsd_m must be a positive number of metres, got {inp['gsd_m']!r}")
+    scaling = inp["scaling"]
+    if not isinstance(scaling, dict) or scaling.get("method") not in SCALING_METHODS:
+        fail(f"input.scaling.method must be one of {', '.join(SCALING_METHODS)}")
+    for key in ("mean", "std"):
+        if len(scaling.get(key, [])) != len(bands):
+            fail(f"input.scaling.{key} needs one value per band")
+    if scaling["method"] == "percentile" and not (0 <= scaling.get("low_pct", -1) < scaling.get("high_pct", -1) <= 100):
+        fail("input.scaling needs 0 <= low_pct < high_pct <= 100")
+    if scaling["method"] == "fixed" and not (len(scaling.get("min", [])) == len(bands) == len(scaling.get("max", []))):
+        fail("input.scaling 'fixed' needs one min and one max per band")
+    inf = payload["inference"]
+    for key in ("tile_size", "overlap", "threshold", "min_area_m2"):
+        if key not in inf:
+            fail(f"missing key 'inference.{key}'")
+    if not (32 <= int(inf["tile_size"]) <= 4096 and int(inf["tile_size"]) % 32 == 0):
+        fail("inference.tile_size must be a multiple of 32 between 32 and 4096")
+    if not 0 <= int(inf["overlap"]) < int(inf["tile_size"]) // 2 + 1:
+        fail("inference.overlap must be between 0 and half the tile size")
+    if not 0.0 < float(inf["threshold"]) < 1.0:
+        fail("inference.threshold must lie between 0 and 1")

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests run in a real QGIS 3.22 (pytest-qgis 2.1.0, offscreen Qt).
+
+The plugin is imported as ``thaw_slump_mapper`` through the link `make setup` puts in the
+venv, so the checkout folder may have any name.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Processing ships with QGIS outside Python's path.
+if "/usr/share/qgis/python/plugins" not in sys.path:
+    sys.path.append("/usr/share/qgis/python/plugins")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SHARED", REPO.parent / "shared")) / "data"
+
+
+def _torch_threads() -> None:
+    # Two cores on the dev and CI machines: keep tests from oversubscribing them.
+    import torch
+
+    torch.set_num_threads(2)
+
+
+_torch_threads()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the real data folder {SHARED_DATA} is missing (CI puts ../shared beside the clone)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def chip_paths(shared_data: Path) -> list:
+    return sorted((shared_data / "arctic_rts_chips" / "chips").glob("*.tif"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small, untrained network in the real checkpoint format (fast on 2 cores)."""
+    from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
