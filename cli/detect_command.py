@@ -1,0 +1,57 @@
+"""`detect`: find thaw slumps in a raster and write polygons + a probability GeoTIFF."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..engine.bands import parse_band_list
+from ..engine.extent import parse_bbox
+from ..engine.progress import Progress
+from .progress_bar import TextProgressBar
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "detect",
+        help="detect thaw slumps in a raster",
+        description="Detect thaw slumps: writes slump polygons (GeoPackage) and a probability GeoTIFF (percent).",
+    )
+    p.add_argument("input", type=Path, help="input raster (GeoTIFF or any GDAL raster with a CRS)")
+    p.add_argument("output", type=Path, help="output GeoPackage (.gpkg) for the polygons")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (.pt); default: the bundled model")
+    p.add_argument("--bands", default="", help="1-based raster bands in the model's order, e.g. 1,2,3 (default: RGB / PlanetScope BGRN)")
+    p.add_argument("--probability", type=Path, default=None, help="probability GeoTIFF (default: <output>_probability.tif)")
+    p.add_argument("--extent", default="", help="xmin,ymin,xmax,ymax in the raster's CRS (default: the whole raster)")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the checkpoint's)")
+    p.add_argument("--min-area", type=float, default=None, help="drop polygons smaller than this many m2 (default: the checkpoint's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
+    p.add_argument("--backend", default="auto", help="auto, onnxruntime or torch (default auto)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--layer", default="thaw_slumps", help="layer name in the GeoPackage")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing layer of the same name")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine.detect import DetectionRequest, run_detection
+
+    request = DetectionRequest(
+        input_path=args.input, output_path=args.output, probability_path=args.probability,
+        checkpoint_path=args.checkpoint, bands=parse_band_list(args.bands), extent=parse_bbox(args.extent),
+        threshold=args.threshold, min_area_m2=args.min_area, device=args.device, backend=args.backend,
+        batch_size=args.batch_size, layer_name=args.layer, overwrite=args.overwrite,
+    )
+    bar = TextProgressBar("detect")
+    try:
+        result = run_detection(request, Progress(bar))
+    finally:
+        bar.close()
+    for line in result.log:
+        print(line, file=sys.stderr)
+    if not result.trained_model:
+        print("warning: this checkpoint is UNTRAINED; its polygons are not slumps (train one with `train`).", file=sys.stderr)
+    print(f"{result.n_slumps} slumps, {result.total_area_m2 / 10_000:.2f} ha in {result.elapsed_s:.1f} s on {result.device_name}")
+    print(f"polygons:    {result.output_path} (layer {result.layer_name})")
+    print(f"probability: {result.probability_path}")
+    return 0

@@ -1,0 +1,228 @@
+"""Detection: one call from a raster file to slump polygons and a probability GeoTIFF.
+
+Every front end (dock, Processing, command line) calls ``run_detection``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from shapely import wkt as shapely_wkt
+
+from ..model.checkpoint import Checkpoint, bundled_checkpoint_path, load_checkpoint
+from .backends import make_predictor
+from .bands import resolve_bands
+from .errors import Cancelled, UserError
+from .extent import Extent
+from .inference import stream_predict
+from .measures import true_area_perimeter
+from .progress import Progress
+from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
+from .scaling import compute_stretch
+from .tiling import fit_tile_size
+from .vector_io import PolygonFeature, layer_exists, write_polygons
+from .vectorize import StripVectorizer
+
+DEFAULT_LAYER = "thaw_slumps"
+VECTORIZE_STRIP_ROWS = 2048
+# Field names shared with morphometry and review (docs/ARCHITECTURE.md).
+DETECTION_SCHEMA = {
+    "id": "int",
+    "score_mean": "float",
+    "score_max": "float",
+    "area_m2": "float",
+    "perimeter_m": "float",
+    "model": "str:80",
+    "source": "str:254",
+    "created": "str:32",
+    "review": "str:12",
+    "orig_score": "float",
+    "orig_wkt": "str",
+}
+
+
+@dataclass
+class DetectionRequest:
+    input_path: Path
+    output_path: Optional[Path] = None
+    probability_path: Optional[Path] = None
+    checkpoint_path: Optional[Path] = None
+    bands: Optional[Sequence[int]] = None
+    extent: Optional[Extent] = None
+    threshold: Optional[float] = None
+    min_area_m2: Optional[float] = None
+    device: str = "auto"
+    backend: str = "auto"
+    batch_size: int = 4
+    layer_name: str = DEFAULT_LAYER
+    overwrite: bool = False
+
+
+@dataclass
+class DetectionResult:
+    features: List[PolygonFeature]
+    crs_wkt: str
+    output_path: Optional[Path]
+    layer_name: str
+    probability_path: Optional[Path]
+    checkpoint_summary: str
+    device_name: str
+    backend: str
+    n_slumps: int
+    total_area_m2: float
+    elapsed_s: float
+    trained_model: bool = True
+    pixels: int = 0
+    log: List[str] = field(default_factory=list)
+
+
+def default_probability_path(output_path: Path) -> Path:
+    return output_path.with_name(output_path.stem + "_probability.tif")
+
+
+def run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
+    """Detect thaw slumps in ``request.input_path``; see DetectionRequest for the options."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    ckpt = load_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
+    threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
+    min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
+    _check_outputs(request)
+
+    log: List[str] = [ckpt.summary()]
+    with open_raster(request.input_path) as src:
+        colorinterp = [ci.name for ci in src.colorinterp]
+        bands = resolve_bands(ckpt.bands, src.count, colorinterp, request.bands)
+        extent_geom = request.extent.in_crs(src.crs) if request.extent else None
+        grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
+        tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
+        overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
+        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile)
+        log.append(f"device: {predictor.device_name} ({predictor.backend}); bands {bands}; tile {tile} px, overlap {overlap} px")
+        if grid.resampled:
+            log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
+        progress.report(0.0, log[-1])
+
+        probability_path = request.probability_path or (
+            default_probability_path(Path(request.output_path)) if request.output_path else None
+        )
+        workdir = tempfile.TemporaryDirectory(prefix="thaw_slump_")
+        final_prob = Path(probability_path) if probability_path else Path(workdir.name) / "probability.tif"
+        partial = final_prob.with_name(final_prob.name + ".partial")
+        model_grid_prob = Path(workdir.name) / "probability_model_grid.tif" if grid.resampled else partial
+        source = RasterRowSource(src, bands, grid)
+        try:
+            sample, sample_valid = source.sample_for_stretch()
+            if not sample_valid.any():
+                raise UserError(f"{Path(request.input_path).name} has no valid pixels in the chosen extent (all nodata).")
+            stretch = compute_stretch(sample, sample_valid, ckpt.scaling)
+            writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, ckpt.name)
+            try:
+                stream_predict(source, writer, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
+            finally:
+                writer.close()
+            components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
+            partial.replace(final_prob)
+        except BaseException:
+            source.close()
+            partial.unlink(missing_ok=True)
+            workdir.cleanup()
+            raise
+        source.close()
+        crs = src.crs
+        crs_wkt = src.crs.to_wkt()
+
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    model_name = f"{ckpt.name} v{ckpt.version}"
+    features: List[PolygonFeature] = []
+    for comp in components:
+        area, perimeter = true_area_perimeter(comp.geometry, crs)
+        if area < min_area:
+            continue
+        score = round(comp.score_mean, 4)
+        features.append(
+            PolygonFeature(
+                comp.geometry,
+                {
+                    "id": len(features) + 1, "score_mean": score, "score_max": round(comp.score_max, 4),
+                    "area_m2": round(area, 2), "perimeter_m": round(perimeter, 2), "model": model_name,
+                    "source": Path(request.input_path).name, "created": created, "review": "unreviewed",
+                    "orig_score": score, "orig_wkt": shapely_wkt.dumps(comp.geometry, rounding_precision=3),
+                },
+            )
+        )
+    if request.output_path:
+        write_polygons(request.output_path, request.layer_name, features, crs_wkt, DETECTION_SCHEMA, overwrite=request.overwrite)
+    workdir.cleanup()
+    total_area = float(sum(f.properties["area_m2"] for f in features))
+    progress.report(1.0, f"{len(features)} slumps, {total_area / 10_000:.2f} ha")
+    return DetectionResult(
+        features=features, crs_wkt=crs_wkt, output_path=Path(request.output_path) if request.output_path else None,
+        layer_name=request.layer_name, probability_path=Path(probability_path) if probability_path else None,
+        checkpoint_summary=ckpt.summary(), device_name=predictor.device_name, backend=predictor.backend,
+        n_slumps=len(features), total_area_m2=total_area, elapsed_s=time.perf_counter() - started,
+        trained_model=ckpt.trained, pixels=int(grid.window.width * grid.window.height), log=log,
+    )
+
+
+def _check_outputs(request: DetectionRequest) -> None:
+    """Refuse before the long run, not after it, when an output cannot be written."""
+    if request.output_path:
+        out = Path(request.output_path)
+        if not out.parent.is_dir():
+            raise UserError(f"The output folder {out.parent} does not exist; create it or choose another output.")
+        if out.suffix.lower() not in (".gpkg", ".shp", ".geojson", ".fgb"):
+            raise UserError(f"Write the polygons to a .gpkg file (got {out.name}).")
+        if not request.overwrite and out.exists() and (out.suffix.lower() != ".gpkg" or layer_exists(out, request.layer_name)):
+            raise UserError(
+                f"{out.name} already holds a layer '{request.layer_name}'; choose a new output (a corrected layer is never replaced silently) or pass --overwrite."
+            )
+        import os
+
+        if not os.access(out.parent, os.W_OK):
+            raise UserError(f"Cannot write to {out.parent}; choose a folder you can write to.")
+    if request.probability_path:
+        prob = Path(request.probability_path)
+        if not prob.parent.is_dir():
+            raise UserError(f"The folder for the probability raster {prob.parent} does not exist.")
+
+
+def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress):
+    """Polygons on the input grid; when resampled, also writes the input-grid probability."""
+    cut = int(round(threshold * 100))
+    with rasterio.open(model_grid_prob) as prob:
+        if grid.resampled:
+            reader = WarpedVRT(
+                prob, crs=prob.crs, transform=grid.input_transform, width=int(grid.window.width), height=int(grid.window.height),
+                resampling=Resampling.bilinear, nodata=PROBABILITY_NODATA,
+            )
+            writer = ProbabilityWriter(final_partial, prob.crs, grid.input_transform, reader.width, reader.height, prob.tags().get("model", ""))
+        else:
+            reader, writer = prob, None
+        try:
+            vectorizer = StripVectorizer(grid.input_transform, reader.width)
+            for r0 in range(0, reader.height, VECTORIZE_STRIP_ROWS):
+                progress.check_cancelled()
+                n = min(VECTORIZE_STRIP_ROWS, reader.height - r0)
+                values = reader.read(1, window=Window(0, r0, reader.width, n))
+                valid = values != PROBABILITY_NODATA
+                if writer is not None:
+                    writer.write_rows(r0, values / 100.0, valid)
+                vectorizer.add_strip(r0, valid & (values >= cut), values.astype(np.float32) / 100.0)
+                progress.report((r0 + n) / reader.height, "vectorising")
+            return vectorizer.finish()
+        finally:
+            if writer is not None:
+                writer.close()
+                reader.close()

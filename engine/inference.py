@@ -1,0 +1,156 @@
+"""Streaming tiled inference with seamless blending.
+
+The image is processed one row of tiles at a time. An accumulator one tile high holds the
+weighted predictions; after each tile row the rows no later tile can touch are divided by
+their summed weights and handed to a sink. Memory therefore depends on the raster's width
+and the tile size, never on its height, and the input is read window by window.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Protocol, Tuple
+
+import numpy as np
+
+from .progress import Progress
+from .scaling import Stretch, apply_scaling, compute_stretch
+from .tiling import blend_window, fit_tile_size, tile_starts
+
+
+class RowSource(Protocol):
+    height: int
+    width: int
+
+    def read_rows(self, row0: int, nrows: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(C, nrows, width) raw values and (nrows, width) validity; rows past the end are invalid."""
+
+
+class RowSink(Protocol):
+    def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
+        """Final probabilities (nrows, width) for rows starting at ``row0``."""
+
+
+def stream_predict(
+    source: RowSource,
+    sink: RowSink,
+    predictor,
+    stretch: Stretch,
+    scaling: dict,
+    tile: int,
+    overlap: int,
+    batch_size: int = 4,
+    progress: Optional[Progress] = None,
+) -> None:
+    """Predict ``source`` tile by tile and write blended probabilities to ``sink``."""
+    progress = progress or Progress()
+    height, width = source.height, source.width
+    stride = tile - overlap
+    row_starts = tile_starts(height, tile, stride)
+    col_starts = tile_starts(width, tile, stride)
+    padded_width = col_starts[-1] + tile
+    window = blend_window(tile, overlap)
+    acc = np.zeros((tile, padded_width), dtype=np.float32)
+    weight = np.zeros((tile, padded_width), dtype=np.float32)
+    total_tiles = len(row_starts) * len(col_starts)
+    done_tiles = 0
+
+    def read(row0: int) -> Tuple[np.ndarray, np.ndarray]:
+        data, valid = source.read_rows(row0, tile)
+        return _pad(data, valid, tile, padded_width)
+
+    # Two helper threads: one reads the next tile row, one writes finished rows, so disk
+    # work overlaps the network (onnxruntime and rasterio release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
+        pending_read = reader.submit(read, row_starts[0])
+        pending_write = None
+        for index, row0 in enumerate(row_starts):
+            data, valid = pending_read.result()
+            if index + 1 < len(row_starts):
+                pending_read = reader.submit(read, row_starts[index + 1])
+            jobs = [c0 for c0 in col_starts if valid[:, c0:c0 + tile].any()]
+            for b in range(0, len(jobs), batch_size):
+                progress.check_cancelled()
+                cols = jobs[b:b + batch_size]
+                batch = np.stack([apply_scaling(data[:, :, c:c + tile], valid[:, c:c + tile], stretch, scaling) for c in cols])
+                probs = predictor(batch)
+                for c, p in zip(cols, probs):
+                    acc[:, c:c + tile] += p * window
+                    weight[:, c:c + tile] += window
+                done_tiles += len(cols)
+                progress.report((done_tiles + index * 0) / total_tiles, f"tiles {done_tiles}/{total_tiles}")
+            done_tiles += len(col_starts) - len(jobs)
+            last = index == len(row_starts) - 1
+            nflush = min(tile if last else stride, height - row0)
+            probability = np.divide(acc[:nflush], weight[:nflush], out=np.zeros((nflush, padded_width), np.float32), where=weight[:nflush] > 0)
+            if pending_write is not None:
+                pending_write.result()
+            pending_write = writer.submit(sink.write_rows, row0, probability[:, :width], valid[:nflush, :width].copy())
+            acc[: tile - stride] = acc[stride:]
+            acc[tile - stride:] = 0.0
+            weight[: tile - stride] = weight[stride:]
+            weight[tile - stride:] = 0.0
+            progress.report(done_tiles / total_tiles, f"tiles {done_tiles}/{total_tiles}")
+        if pending_write is not None:
+            pending_write.result()
+
+
+def _pad(data: np.ndarray, valid: np.ndarray, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
+    c, h, w = data.shape
+    if h == rows and w == cols:
+        return data, valid
+    out = np.zeros((c, rows, cols), dtype=data.dtype)
+    out[:, :h, :w] = data
+    out_valid = np.zeros((rows, cols), dtype=bool)
+    out_valid[:h, :w] = valid
+    return out, out_valid
+
+
+class ArraySource:
+    """An in-memory image as a RowSource."""
+
+    def __init__(self, image: np.ndarray, valid: np.ndarray) -> None:
+        self.image, self.valid = image, valid
+        self.height, self.width = valid.shape
+
+    def read_rows(self, row0: int, nrows: int) -> Tuple[np.ndarray, np.ndarray]:
+        return self.image[:, row0:row0 + nrows], self.valid[row0:row0 + nrows]
+
+
+class ArraySink:
+    def __init__(self, height: int, width: int) -> None:
+        self.probability = np.zeros((height, width), dtype=np.float32)
+
+    def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
+        self.probability[row0:row0 + probability.shape[0]] = np.where(valid, probability, 0.0)
+
+
+def predict_array(
+    ckpt,
+    image: np.ndarray,
+    valid: Optional[np.ndarray] = None,
+    device: str = "auto",
+    backend: str = "auto",
+    predictor=None,
+    tile_size: Optional[int] = None,
+    overlap: Optional[int] = None,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Probabilities (H, W) for an in-memory image (C, H, W) already at the checkpoint's GSD.
+
+    Uses the same scaling, tiling and blending as detection, so cross-validation scores
+    what users get. Invalid pixels come out as 0.
+    """
+    from .backends import make_predictor
+    from .scaling import valid_pixels
+
+    if valid is None:
+        valid = valid_pixels(image)
+    height, width = valid.shape
+    tile = fit_tile_size(height, width, int(tile_size or ckpt.tile_size))
+    ov = int(overlap if overlap is not None else ckpt.overlap)
+    ov = min(ov, tile // 4) if tile < (tile_size or ckpt.tile_size) else ov
+    predictor = predictor or make_predictor(ckpt, device=device, backend=backend, tile_size=tile)
+    stretch = compute_stretch(image, valid, ckpt.scaling)
+    sink = ArraySink(height, width)
+    stream_predict(ArraySource(image, valid), sink, predictor, stretch, ckpt.scaling, tile, ov, batch_size)
+    return sink.probability

@@ -1,0 +1,43 @@
+"""Overlapping tiles and the weights that blend them without seams.
+
+Each tile's prediction is weighted by a window that is 1 in the middle and falls smoothly
+(sin^2) towards the tile edges across the overlap, where a CNN has the least context.
+Dividing the weighted sum by the summed weights gives a prediction that is continuous
+across tile borders; at the raster's outer edge the division keeps the full value.
+"""
+from __future__ import annotations
+
+import math
+from typing import List
+
+import numpy as np
+
+WEIGHT_FLOOR = 1e-3  # keeps outer raster edges (covered by one tile ramp only) well defined
+
+
+def tile_starts(length: int, tile: int, stride: int) -> List[int]:
+    """Start offsets of tiles covering ``length`` pixels (the last tile may run past the end)."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / stride) + 1
+    return [i * stride for i in range(count)]
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    """(tile, tile) float32 weights: 1 inside, sin^2 ramps over ``overlap`` at each edge."""
+    ramp = np.ones(tile, dtype=np.float64)
+    if overlap > 0:
+        x = (np.arange(overlap) + 0.5) / overlap
+        rise = np.sin(0.5 * np.pi * x) ** 2
+        ramp[:overlap] = rise
+        ramp[tile - overlap:] = rise[::-1]
+    ramp = np.maximum(ramp, WEIGHT_FLOOR)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def fit_tile_size(height: int, width: int, tile: int, multiple: int = 32) -> int:
+    """A smaller tile for images smaller than the model's tile (saves work on small chips)."""
+    needed = max(height, width)
+    if needed >= tile:
+        return tile
+    return max(multiple, int(math.ceil(needed / multiple)) * multiple)
