@@ -12,6 +12,7 @@ from ..engine.errors import Cancelled, UserError
 # subcommand module names under cli/, in the order they are listed in --help
 SUBCOMMAND_MODULES = (
     "detect_command",
+    "demo_command",
     "morphometry_command",
     "report_command",
     "evaluate_command",

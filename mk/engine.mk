@@ -1,0 +1,14 @@
+# Detection engine: demo, detect, benchmark.
+.PHONY: demo detect bench bench-engine
+
+demo: setup
+	$(TSM) demo --output-dir out/demo
+
+# Outside checks call this exact form: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<pt>]
+detect: setup
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<file.pt>]"; exit 2; }
+	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)")
+
+bench: bench-engine
+bench-engine: setup
+	$(PY) tools/bench_engine.py --output BENCHMARKS.md
