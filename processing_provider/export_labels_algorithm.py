@@ -1,0 +1,147 @@
+"""`thawslump:export_labels`: the Processing front end of analysis.label_export.export_labels."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+    QgsProviderRegistry,
+)
+
+from .evaluate_algorithm import _report, vector_layer_file
+
+UNREVIEWED_CHOICES = ("positive", "negative", "ignore")
+
+
+def _raster_file(layer) -> str:
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(f"Layer {layer.name()} is not a file-based raster; save it as a GeoTIFF first.")
+    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+    if not Path(path).exists():
+        raise QgsProcessingException(f"The file behind layer {layer.name()} was not found ({path}).")
+    return path
+
+
+class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
+    IMAGE = "IMAGE"
+    LABELS = "LABELS"
+    OUTPUT = "OUTPUT"
+    GSD = "GSD"
+    CHECKPOINT = "CHECKPOINT"
+    BANDS = "BANDS"
+    CHIP_SIZE = "CHIP_SIZE"
+    BUFFER = "BUFFER"
+    NEGATIVES_PER_POSITIVE = "NEGATIVES_PER_POSITIVE"
+    UNREVIEWED = "UNREVIEWED"
+    CREATOR_LAB = "CREATOR_LAB"
+    BASE_MAP_DATE = "BASE_MAP_DATE"
+    SEED = "SEED"
+
+    def name(self) -> str:
+        return "export_labels"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Export training labels (chips)"
+
+    def group(self) -> str:
+        return "Review and training"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "review"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Cuts training chips from an image and labelled polygons: georeferenced GeoTIFF image chips on "
+            "the image grid (resampled when a GSD is given; default the checkpoint's, else the image's), "
+            "uint8 masks (0 background, 1 slump, 255 ignore/nodata) and manifest.csv, the format the "
+            "training reads.\n\n"
+            "Labels: a reviewed detection layer (review = rejected becomes a negative example) or any "
+            "polygon layer with an optional TrainClass field (Positive/Negative, as ARTS). Positive chips "
+            "are centred on slumps with BUFFER metres of context (the paper used 300 m); negative chips on "
+            "rejected polygons; background chips at random away from slumps. Train/val are split by "
+            "spatial group so overlapping chips never straddle the split. An ARTS-schema GeoJSON of the "
+            "labels (labels_arts.geojson) is written beside the chips."
+        )
+
+    def flags(self):
+        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
+
+    def createInstance(self) -> "ExportLabelsAlgorithm":  # noqa: N802
+        return ExportLabelsAlgorithm()
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
+        number = QgsProcessingParameterNumber
+        self.addParameter(QgsProcessingParameterRasterLayer(self.IMAGE, "Image the labels were drawn on"))
+        self.addParameter(QgsProcessingParameterVectorLayer(self.LABELS, "Label polygons", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Chip folder"))
+        self.addParameter(number(self.GSD, "Chip pixel size in m (empty: checkpoint's, else image's)", number.Double, optional=True, minValue=0.01))
+        self.addParameter(
+            QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint whose GSD is the default", extension="pt", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Image bands to copy, e.g. 1,2,3 (empty: first three)", optional=True))
+        self.addParameter(number(self.CHIP_SIZE, "Smallest chip side (pixels)", number.Integer, defaultValue=256, minValue=16))
+        self.addParameter(number(self.BUFFER, "Context around each slump (m)", number.Double, defaultValue=300.0, minValue=0.0))
+        self.addParameter(number(self.NEGATIVES_PER_POSITIVE, "Background chips per positive chip", number.Double, defaultValue=1.0, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(self.UNREVIEWED, "Unreviewed detections count as", options=list(UNREVIEWED_CHOICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(self.CREATOR_LAB, "CreatorLab (ARTS)", defaultValue="", optional=True))
+        self.addParameter(QgsProcessingParameterString(self.BASE_MAP_DATE, "BaseMapDate (ARTS)", defaultValue="", optional=True))
+        self.addParameter(number(self.SEED, "Random seed", number.Integer, defaultValue=0))
+        for name in ("N_CHIPS", "N_TRAIN", "N_VAL"):
+            self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ").lower()))
+
+    def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
+        from ..analysis.label_export import export_labels
+        from ..engine.errors import Cancelled, UserError
+        from ..engine.progress import Progress
+
+        image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
+        labels = self.parameterAsVectorLayer(parameters, self.LABELS, context)
+        if image is None or labels is None:
+            raise QgsProcessingException("Choose an image and a label layer.")
+        labels_path, labels_layer = vector_layer_file(labels, feedback)
+        output = self.parameterAsString(parameters, self.OUTPUT, context)
+        bands_text = self.parameterAsString(parameters, self.BANDS, context) or ""
+        try:
+            bands = [int(b) for b in bands_text.split(",") if b.strip()] or None
+        except ValueError:
+            raise QgsProcessingException(f"Bands must be comma-separated numbers like 1,2,3; got {bands_text!r}.") from None
+        gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
+        progress = Progress(
+            callback=lambda fraction, message: _report(feedback, fraction, message), is_cancelled=feedback.isCanceled
+        )
+        try:
+            summary = export_labels(
+                _raster_file(image), labels_path, output, labels_layer=labels_layer, gsd_m=gsd,
+                chip_size_px=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
+                buffer_m=self.parameterAsDouble(parameters, self.BUFFER, context),
+                negatives_per_positive=self.parameterAsDouble(parameters, self.NEGATIVES_PER_POSITIVE, context),
+                creator_lab=self.parameterAsString(parameters, self.CREATOR_LAB, context) or "",
+                base_map_date=self.parameterAsString(parameters, self.BASE_MAP_DATE, context) or "",
+                seed=self.parameterAsInt(parameters, self.SEED, context), progress=progress,
+                checkpoint_path=checkpoint, bands=bands,
+                unreviewed=UNREVIEWED_CHOICES[self.parameterAsEnum(parameters, self.UNREVIEWED, context)],
+            )
+        except UserError as err:
+            raise QgsProcessingException(str(err)) from None
+        except Cancelled:
+            feedback.reportError("Cancelled: the chip folder is incomplete.")
+            return {}
+        feedback.pushInfo(
+            f"{summary.n_chips} chips at {summary.gsd_m:g} m: {summary.n_positive_chips} slump, {summary.n_negative_chips} "
+            f"rejected, {summary.n_background_chips} background; {summary.n_train} train, {summary.n_val} val."
+        )
+        for warning in summary.warnings:
+            feedback.pushWarning(warning)
+        return {self.OUTPUT: output, "N_CHIPS": summary.n_chips, "N_TRAIN": summary.n_train, "N_VAL": summary.n_val}
