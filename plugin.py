@@ -1,0 +1,105 @@
+"""The QGIS plugin object: a toolbar button and menu entry that open the dock, and the provider.
+
+Nothing here imports torch, and the constructor touches no widget, so ``classFactory(None)``
+works in headless ``qgis_process`` (which then calls ``initProcessing`` only).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import QgsApplication, QgsMessageLog, Qgis
+
+from .ui.dependency_check import activate_managed_site_dir
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+MENU_NAME = "&Thaw Slump Mapper"
+ACTION_TEXT = "Detect thaw slumps"
+LOG_TAG = "Thaw Slump Mapper"
+
+
+class ThawSlumpMapperPlugin:
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.provider = None
+        self.action = None
+        self.toolbar = None
+        self.dock = None
+        # Packages the user installed through the dock live in a folder the plugin manages.
+        activate_managed_site_dir()
+
+    # --- Processing (also called alone by qgis_process) -----------------------------------
+    def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
+        if self.provider is not None:
+            return
+        try:
+            from .processing_provider.provider import ThawSlumpProvider
+
+            provider = ThawSlumpProvider()
+            if QgsApplication.processingRegistry().addProvider(provider):
+                self.provider = provider
+        except Exception as err:  # a broken provider must not stop the plugin from loading
+            QgsMessageLog.logMessage(f"Processing provider not registered: {err}", LOG_TAG, Qgis.Warning)
+
+    # --- Desktop GUI ----------------------------------------------------------------------
+    def initGui(self) -> None:  # noqa: N802 (QGIS's name)
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction
+
+        self.initProcessing()
+        self.action = QAction(QIcon(str(PLUGIN_DIR / "icon.png")), ACTION_TEXT, self.iface.mainWindow())
+        self.action.setObjectName("thawSlumpMapperDetectAction")
+        self.action.setToolTip("Open the Detect thaw slumps dock")
+        self.action.setCheckable(True)
+        self.action.toggled.connect(self._toggle_dock)
+        self.toolbar = self.iface.addToolBar("Thaw Slump Mapper")
+        self.toolbar.setObjectName("ThawSlumpMapperToolbar")
+        self.toolbar.addAction(self.action)
+        self.iface.addPluginToMenu(MENU_NAME, self.action)
+
+    def _toggle_dock(self, visible: bool) -> None:
+        if visible:
+            self.show_dock()
+        elif self.dock is not None:
+            self.dock.hide()
+
+    def show_dock(self):
+        """Create the dock on first use (this is where torch may first be imported)."""
+        from qgis.PyQt.QtCore import Qt
+
+        if self.dock is None:
+            from .ui.dock import DetectDock
+
+            self.dock = DetectDock(self.iface, parent=self.iface.mainWindow())
+            self.dock.visibilityChanged.connect(self._dock_visibility_changed)
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+        self.dock.show()
+        self.dock.raise_()
+        return self.dock
+
+    def _dock_visibility_changed(self, visible: bool) -> None:
+        if self.action is not None and self.action.isChecked() != visible:
+            self.action.blockSignals(True)
+            self.action.setChecked(visible)
+            self.action.blockSignals(False)
+
+    def unload(self) -> None:
+        if self.dock is not None:
+            self.dock.shutdown()
+            self.iface.removeDockWidget(self.dock)
+            self.dock.setParent(None)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.action is not None:
+            self.iface.removePluginMenu(MENU_NAME, self.action)
+            if self.toolbar is not None:
+                self.toolbar.removeAction(self.action)
+            self.action.deleteLater()
+            self.action = None
+        if self.toolbar is not None:
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None

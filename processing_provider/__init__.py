@@ -1,0 +1,1 @@
+"""QGIS Processing front end: the provider `thawslump` and one module per algorithm."""

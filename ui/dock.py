@@ -1,0 +1,651 @@
+"""The "Detect thaw slumps" dock: pick an image, a checkpoint and an extent, run, get layers.
+
+The dock only collects inputs and shows results. The detection itself is
+engine.detect.run_detection, run inside ui.detect_task.DetectTask (a QgsTask), the same
+function the Processing algorithm and the command line call.
+
+Hook points for other parts of the plugin (each wired only when its module is present):
+- morphometry after detection when a DEM is chosen: DetectTask._morphometry
+  (analysis.morphometry.compute_morphometry);
+- "Report..." after a run: DetectDock.open_report (thawslump:report / analysis.report);
+- "Fine-tune...": DetectDock.open_fine_tune (thawslump:train as a background task);
+- the review panel: DetectDock._embed_review_panel (ui.review_panel.ReviewPanel).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, List, Optional
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsGeometry,
+    QgsMapLayerProxyModel,
+    QgsMessageLog,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsTask,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import dependency_check
+from .detect_task import DetectTask
+from .layer_styles import save_style_in_geopackage, style_probability_layer, style_slump_layer
+
+SETTINGS_PREFIX = "thaw_slump_mapper/dock/"
+LOG_TAG = "Thaw Slump Mapper"
+EXTENT_WHOLE, EXTENT_CANVAS, EXTENT_SELECTED = "whole", "canvas", "selected"
+EXTENT_MODES = ((EXTENT_WHOLE, "Whole layer"), (EXTENT_CANVAS, "Current map canvas"), (EXTENT_SELECTED, "Selected polygons of a layer"))
+DEVICES = ("auto", "cpu", "cuda")
+MAX_LOG_LINES = 300
+
+
+def safe_stem(text: str) -> str:
+    """A file-name-safe version of a layer name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
+    return stem[:60] or "image"
+
+
+def next_free_output(folder: Path, stem: str) -> Path:
+    """<folder>/<stem>_001.gpkg, _002, ...: the first whose GeoPackage and raster are both free."""
+    for number in range(1, 10000):
+        candidate = folder / f"{stem}_{number:03d}.gpkg"
+        if not candidate.exists() and not probability_path_for(candidate).exists():
+            return candidate
+    raise RuntimeError(f"No free output name left in {folder}")
+
+
+def probability_path_for(gpkg: Path) -> Path:
+    return gpkg.with_name(gpkg.stem + "_probability.tif")
+
+
+class DetectDock(QgsDockWidget):
+    """Inputs, Run/Cancel, progress and log; adds the result layers when the task finishes."""
+
+    # Emitted on the main thread after the result layers are in the project (tests, review panel).
+    detection_finished = pyqtSignal(object)
+
+    def __init__(self, iface: Any, parent: Optional[QWidget] = None) -> None:
+        super().__init__("Detect thaw slumps", parent)
+        self.setObjectName("ThawSlumpMapperDetectDock")
+        self.iface = iface
+        self.settings = QgsSettings()
+        self.task: Optional[DetectTask] = None  # keep a reference: QGIS does not
+        self.install_task: Optional[QgsTask] = None
+        self.last_result: Any = None
+        self.last_layers: List[Any] = []
+        self.checkpoint: Any = None
+        self.review_panel: Any = None
+        self._band_boxes: List[QgsRasterBandComboBox] = []
+        self._build()
+        self._restore_settings()
+        self.refresh_dependencies()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.tabs = QTabWidget()
+        detect_page = QWidget()
+        page_layout = QVBoxLayout(detect_page)
+
+        # Missing packages: shown instead of a traceback, with an install button.
+        self.dependency_frame = QFrame()
+        self.dependency_frame.setFrameShape(QFrame.StyledPanel)
+        dep_layout = QVBoxLayout(self.dependency_frame)
+        self.dependency_label = QLabel()
+        self.dependency_label.setWordWrap(True)
+        self.install_button = QPushButton("Install missing packages")
+        self.install_button.clicked.connect(lambda: self.install_missing(confirm=True))
+        dep_layout.addWidget(self.dependency_label)
+        dep_layout.addWidget(self.install_button)
+        page_layout.addWidget(self.dependency_frame)
+
+        form = QFormLayout()
+        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        form.addRow("Image", self.raster_combo)
+
+        self.band_group = QGroupBox("Bands (raster band for each model band)")
+        self.band_form = QFormLayout(self.band_group)
+        form.addRow(self.band_group)
+
+        self.dem_combo = QgsMapLayerComboBox()
+        self.dem_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.dem_combo.setAllowEmptyLayer(True)
+        self.dem_combo.setLayer(None)
+        self.dem_combo.setToolTip("Optional: a DEM adds slope, aspect, TPI and solar radiation to every slump")
+        form.addRow("DEM (optional)", self.dem_combo)
+
+        self.checkpoint_widget = QgsFileWidget()
+        self.checkpoint_widget.setFilter("Thaw slump checkpoints (*.pt)")
+        self.checkpoint_widget.lineEdit().setPlaceholderText("bundled model")
+        form.addRow("Checkpoint", self.checkpoint_widget)
+        self.checkpoint_info = QLabel()
+        self.checkpoint_info.setWordWrap(True)
+        self.checkpoint_info.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        form.addRow("", self.checkpoint_info)
+
+        extent_row = QHBoxLayout()
+        self.extent_combo = QComboBox()
+        for key, label in EXTENT_MODES:
+            self.extent_combo.addItem(label, key)
+        self.extent_layer_combo = QgsMapLayerComboBox()
+        self.extent_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        extent_row.addWidget(self.extent_combo)
+        extent_row.addWidget(self.extent_layer_combo)
+        form.addRow("Extent", extent_row)
+
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.01, 0.99)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setDecimals(2)
+        form.addRow("Threshold", self.threshold_spin)
+        self.min_area_spin = QDoubleSpinBox()
+        self.min_area_spin.setRange(0.0, 1e8)
+        self.min_area_spin.setDecimals(0)
+        self.min_area_spin.setSingleStep(500.0)
+        self.min_area_spin.setSuffix(" m²")
+        form.addRow("Minimum area", self.min_area_spin)
+
+        device_row = QHBoxLayout()
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_label = QLabel()
+        device_row.addWidget(self.device_combo)
+        device_row.addWidget(self.device_label, 1)
+        form.addRow("Device", device_row)
+
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
+        self.output_widget.setFilter("GeoPackage (*.gpkg)")
+        form.addRow("Output", self.output_widget)
+        page_layout.addLayout(form)
+
+        buttons = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("thawSlumpRun")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        page_layout.addLayout(buttons)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        page_layout.addWidget(self.progress_bar)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(MAX_LOG_LINES)
+        self.log_view.setMinimumHeight(90)
+        page_layout.addWidget(self.log_view, 1)
+
+        after = QHBoxLayout()
+        self.report_button = QPushButton("Report...")
+        self.report_button.setToolTip("Write an HTML report of the last detection's slumps")
+        self.report_button.setEnabled(False)
+        self.fine_tune_button = QPushButton("Fine-tune...")
+        self.fine_tune_button.setToolTip("Fine-tune the checkpoint on your corrected labels (runs in the background)")
+        after.addWidget(self.report_button)
+        after.addWidget(self.fine_tune_button)
+        page_layout.addLayout(after)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(detect_page)
+        self.tabs.addTab(scroll, "Detect")
+        self._embed_review_panel()
+        self.setWidget(self.tabs)
+
+        self.raster_combo.layerChanged.connect(self._layer_changed)
+        self.checkpoint_widget.fileChanged.connect(self._checkpoint_changed)
+        self.extent_combo.currentIndexChanged.connect(self._extent_mode_changed)
+        self.device_combo.currentIndexChanged.connect(self._device_changed)
+        self.run_button.clicked.connect(self.start_detection)
+        self.cancel_button.clicked.connect(self.cancel_detection)
+        self.report_button.clicked.connect(self.open_report)
+        self.fine_tune_button.clicked.connect(self.open_fine_tune)
+
+    def _embed_review_panel(self) -> None:
+        """Hook: the review panel (ui/review_panel.py, another issue) gets its own tab."""
+        try:
+            from .review_panel import ReviewPanel
+        except ImportError:
+            return
+        try:
+            self.review_panel = ReviewPanel(self.iface, parent=self)
+            self.tabs.addTab(self.review_panel, "Review")
+        except Exception as err:  # noqa: BLE001 - the detection must stay usable
+            self.review_panel = None
+            QgsMessageLog.logMessage(f"Review panel not shown: {err}", LOG_TAG, Qgis.Warning)
+
+    # ------------------------------------------------------------------ settings
+    def _setting(self, key: str, default: Any = None, type_: type = str) -> Any:
+        return self.settings.value(SETTINGS_PREFIX + key, default, type=type_)
+
+    def _restore_settings(self) -> None:
+        self.checkpoint_widget.setFilePath(self._setting("checkpoint", ""))
+        mode = self._setting("extent_mode", EXTENT_WHOLE)
+        self.extent_combo.setCurrentIndex(max(0, self.extent_combo.findData(mode)))
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findText(self._setting("device", "auto"))))
+        active = self.iface.activeLayer() if self.iface is not None else None
+        if isinstance(active, QgsRasterLayer):
+            self.raster_combo.setLayer(active)
+        self._extent_mode_changed()
+        self._update_output_placeholder()
+
+    def save_settings(self) -> None:
+        values = {
+            "checkpoint": self.checkpoint_widget.filePath(),
+            "extent_mode": self.extent_combo.currentData(),
+            "device": self.device_combo.currentText(),
+            "threshold": self.threshold_spin.value(),
+            "min_area_m2": self.min_area_spin.value(),
+            "output_folder": str(self._output_folder()),
+        }
+        for key, value in values.items():
+            self.settings.setValue(SETTINGS_PREFIX + key, value)
+
+    # ------------------------------------------------------------------ dependencies
+    def refresh_dependencies(self) -> List[dependency_check.MissingPackage]:
+        missing = dependency_check.missing_packages()
+        self.dependency_frame.setVisible(bool(missing))
+        self.dependency_label.setText(
+            dependency_check.describe_missing(missing)
+            + f"\nThey go into {dependency_check.managed_site_dir()}, which the plugin puts on Python's path."
+            if missing
+            else ""
+        )
+        self.run_button.setEnabled(not missing and self.task is None)
+        if not missing:
+            self._checkpoint_changed(self.checkpoint_widget.filePath(), from_user=False)
+            self._device_changed()
+        else:
+            self.checkpoint_info.setText("The checkpoint is read once the missing packages are installed.")
+        return missing
+
+    def install_missing(self, confirm: bool = True) -> None:
+        missing = dependency_check.missing_packages()
+        if not missing or self.install_task is not None:
+            return
+        requirements = [m.requirement for m in missing]
+        target = dependency_check.managed_site_dir()
+        if confirm and QMessageBox.question(
+            self,
+            "Install Python packages",
+            f"Download and install {', '.join(requirements)} into\n{target}?\n(torch is large: several hundred MB.)",
+        ) != QMessageBox.Yes:
+            return
+        self.log(f"Installing {' '.join(requirements)} into {target} ...")
+        self.install_task = InstallTask(requirements, target, self._install_done)
+        self.install_task.line.connect(self.log)
+        self.install_button.setEnabled(False)
+        QgsApplication.taskManager().addTask(self.install_task)
+
+    def _install_done(self, task: "InstallTask") -> None:
+        self.install_task = None
+        self.install_button.setEnabled(True)
+        dependency_check.activate_managed_site_dir()
+        if task.return_code == 0:
+            self.log("Packages installed.")
+        else:
+            self.log(f"pip failed (exit status {task.return_code}); see the lines above.")
+        if self.refresh_dependencies():
+            self.log("Some packages are still missing; restarting QGIS may be needed.")
+
+    # ------------------------------------------------------------------ input reactions
+    def _layer_changed(self, *_: Any) -> None:
+        self._rebuild_band_boxes()
+        self._update_output_placeholder()
+
+    def _load_checkpoint(self, path_text: str) -> Any:
+        from ..engine.errors import UserError
+        from ..model.checkpoint import bundled_checkpoint_path, load_checkpoint
+
+        path = Path(path_text) if path_text else bundled_checkpoint_path()
+        try:
+            return load_checkpoint(path)
+        except UserError as err:
+            self.checkpoint_info.setText(f"<span style='color:#c00'>{err}</span>")
+            return None
+
+    def _checkpoint_changed(self, path_text: str = "", from_user: bool = True) -> None:
+        if dependency_check.missing_packages():
+            return
+        self.checkpoint = self._load_checkpoint(path_text)
+        ckpt = self.checkpoint
+        if ckpt is not None:
+            metrics = ckpt.provenance.get("metrics") or {}
+            shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:6])
+            untrained = "" if ckpt.trained else " <b>(untrained weights)</b>"
+            self.checkpoint_info.setText(
+                f"{ckpt.name} v{ckpt.version}{untrained}<br>bands {', '.join(ckpt.bands)}; GSD {ckpt.gsd_m:g} m"
+                + (f"<br>metrics: {shown}" if shown else "")
+            )
+            # The checkpoint's own defaults, unless the user's last values are remembered.
+            remembered = not from_user and self.settings.contains(SETTINGS_PREFIX + "threshold")
+            self.threshold_spin.setValue(self._setting("threshold", ckpt.threshold, float) if remembered else ckpt.threshold)
+            self.min_area_spin.setValue(self._setting("min_area_m2", ckpt.min_area_m2, float) if remembered else ckpt.min_area_m2)
+        self._rebuild_band_boxes()
+
+    def _rebuild_band_boxes(self) -> None:
+        while self.band_form.rowCount():
+            self.band_form.removeRow(0)
+        self._band_boxes = []
+        layer = self.raster_combo.currentLayer()
+        if self.checkpoint is None:
+            return
+        defaults = self._default_bands(layer)
+        for model_band, raster_band in zip(self.checkpoint.bands, defaults):
+            box = QgsRasterBandComboBox()
+            box.setLayer(layer)
+            if raster_band is not None:
+                box.setBand(raster_band)
+            self.band_form.addRow(model_band, box)
+            self._band_boxes.append(box)
+
+    def _default_bands(self, layer: Any) -> List[Optional[int]]:
+        """Tagged colours, RGB or PlanetScope order (engine.bands), else 1, 2, 3..."""
+        count = len(self.checkpoint.bands)
+        if not isinstance(layer, QgsRasterLayer):
+            return [None] * count
+        from ..engine.bands import resolve_bands
+        from ..engine.errors import UserError
+
+        provider = layer.dataProvider()
+        colours = [provider.colorInterpretationName(i) for i in range(1, layer.bandCount() + 1)]
+        try:
+            return list(resolve_bands(self.checkpoint.bands, layer.bandCount(), colours))
+        except UserError:
+            return [i + 1 if i < layer.bandCount() else None for i in range(count)]
+
+    def set_bands(self, bands: List[int]) -> None:
+        for box, band in zip(self._band_boxes, bands):
+            box.setBand(band)
+
+    def selected_bands(self) -> List[int]:
+        return [box.currentBand() for box in self._band_boxes]
+
+    def _extent_mode_changed(self, *_: Any) -> None:
+        self.extent_layer_combo.setEnabled(self.extent_combo.currentData() == EXTENT_SELECTED)
+
+    def _device_changed(self, *_: Any) -> None:
+        if dependency_check.missing_packages():
+            return
+        from ..engine.errors import UserError
+
+        try:
+            from ..engine.backends import describe_device
+
+            self.device_label.setText(describe_device(self.device_combo.currentText()))
+        except (UserError, ImportError) as err:
+            self.device_label.setText(str(err))
+
+    def _output_folder(self) -> Path:
+        chosen = self.output_widget.filePath()
+        if chosen:
+            return Path(chosen).parent
+        remembered = self._setting("output_folder", "")
+        if remembered and Path(remembered).is_dir():
+            return Path(remembered)
+        home = QgsProject.instance().homePath()
+        return Path(home) if home else Path.home() / "thaw_slump_mapper"
+
+    def _output_stem(self) -> str:
+        layer = self.raster_combo.currentLayer()
+        return "thaw_slumps_" + safe_stem(layer.name() if layer is not None else "image")
+
+    def _update_output_placeholder(self) -> None:
+        self.output_widget.lineEdit().setPlaceholderText(
+            f"{self._output_folder() / (self._output_stem() + '_NNN.gpkg')} (next free number)"
+        )
+
+    def resolved_output_path(self) -> Path:
+        chosen = self.output_widget.filePath()
+        if chosen:
+            path = Path(chosen)
+            return path if path.suffix.lower() == ".gpkg" else path.with_suffix(".gpkg")
+        folder = self._output_folder()
+        return next_free_output(folder, self._output_stem())
+
+    # ------------------------------------------------------------------ run
+    def log(self, text: str) -> None:
+        self.log_view.appendPlainText(text)
+
+    def is_running(self) -> bool:
+        return self.task is not None
+
+    def _extent(self, layer: QgsRasterLayer) -> Any:
+        from ..engine.errors import UserError
+        from ..engine.extent import Extent
+
+        mode = self.extent_combo.currentData()
+        if mode == EXTENT_CANVAS:
+            canvas = self.iface.mapCanvas()
+            rect = canvas.extent()
+            crs = canvas.mapSettings().destinationCrs()
+            return Extent.from_bounds(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum(), crs.toWkt())
+        if mode == EXTENT_SELECTED:
+            polygons = self.extent_layer_combo.currentLayer()
+            if not isinstance(polygons, QgsVectorLayer) or polygons.selectedFeatureCount() == 0:
+                raise UserError("Select one or more polygons in the extent layer first, or choose another extent.")
+            import shapely.wkt
+
+            union = QgsGeometry.unaryUnion([f.geometry() for f in polygons.selectedFeatures()])
+            return Extent.from_polygon(shapely.wkt.loads(union.asWkt()), polygons.crs().toWkt())
+        return None
+
+    def build_request(self) -> Any:
+        """The DetectionRequest for the current inputs (raises UserError on bad input)."""
+        from ..engine.detect import DetectionRequest
+        from ..engine.errors import UserError
+        from ..processing_provider.detect_algorithm import raster_file_path
+        from qgis.core import QgsProcessingException
+
+        layer = self.raster_combo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer):
+            raise UserError("Choose the image to search: add a raster layer to the project first.")
+        if self.checkpoint is None:
+            raise UserError("The checkpoint could not be read; choose another checkpoint file.")
+        try:
+            input_path = raster_file_path(layer)
+        except QgsProcessingException as err:
+            raise UserError(str(err)) from None
+        output = self.resolved_output_path()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return DetectionRequest(
+            input_path=Path(input_path),
+            output_path=output,
+            probability_path=probability_path_for(output),
+            checkpoint_path=Path(self.checkpoint.path) if self.checkpoint.path else None,
+            bands=self.selected_bands(),
+            extent=self._extent(layer),
+            threshold=self.threshold_spin.value(),
+            min_area_m2=self.min_area_spin.value(),
+            device=self.device_combo.currentText(),
+        )
+
+    def start_detection(self) -> Optional[DetectTask]:
+        if self.task is not None:
+            return None
+        from ..engine.errors import UserError
+
+        try:
+            request = self.build_request()
+        except UserError as err:
+            self._message("Cannot run", str(err), Qgis.Warning)
+            self.log(str(err))
+            return None
+        self.save_settings()
+        layer = self.raster_combo.currentLayer()
+        dem = self.dem_combo.currentLayer()
+        dem_path = None
+        if isinstance(dem, QgsRasterLayer):
+            from ..processing_provider.detect_algorithm import raster_file_path
+
+            dem_path = raster_file_path(dem)
+        self._input_name = layer.name()
+        self._threshold = request.threshold
+        self.task = DetectTask(request, self._detection_done, dem_path=dem_path, description=f"Detect thaw slumps in {layer.name()}")
+        self.task.progressChanged.connect(lambda value: self.progress_bar.setValue(int(value)))
+        self.task.message.connect(self.log)
+        self.progress_bar.setValue(0)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.log(f"Detecting in {layer.name()} -> {request.output_path}")
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def cancel_detection(self) -> None:
+        if self.task is not None:
+            self.cancel_button.setEnabled(False)
+            self.task.cancel()
+
+    def _detection_done(self, task: DetectTask) -> None:
+        outcome = task.outcome
+        self.task = None
+        self.cancel_button.setEnabled(False)
+        self.run_button.setEnabled(not dependency_check.missing_packages())
+        if outcome.cancelled:
+            self.progress_bar.setValue(0)
+            self.log("Cancelled; nothing was written.")
+            self._message("Thaw slumps", "Detection cancelled; nothing was written.", Qgis.Info)
+        elif outcome.error or outcome.result is None:
+            self.log(outcome.error or "Detection failed.")
+            if outcome.details:
+                self.log(outcome.details)
+                QgsMessageLog.logMessage(outcome.details, LOG_TAG, Qgis.Critical)
+            self._message("Thaw slumps", outcome.error or "Detection failed.", Qgis.Critical)
+        else:
+            self._add_result_layers(outcome.result)
+            if outcome.morphometry_note:
+                self.log(outcome.morphometry_note)
+            self.output_widget.setFilePath("")  # the next run gets the next free name
+            self._update_output_placeholder()
+        self.detection_finished.emit(outcome)
+
+    def _add_result_layers(self, result: Any) -> None:
+        gpkg = Path(result.output_path)
+        name = self._input_name
+        polygons = QgsVectorLayer(f"{gpkg}|layername={result.layer_name}", f"Thaw slumps ({name})", "ogr")
+        style_slump_layer(polygons)
+        error = save_style_in_geopackage(polygons)
+        if error:
+            self.log(f"Style not saved in the GeoPackage: {error}")
+        layers: List[Any] = [polygons]
+        if result.probability_path is not None and Path(result.probability_path).exists():
+            probability = QgsRasterLayer(str(result.probability_path), f"Slump probability ({name})", "gdal")
+            style_probability_layer(probability, float(self._threshold))
+            layers.append(probability)
+        project = QgsProject.instance()
+        group = project.layerTreeRoot().insertGroup(0, name)
+        for layer in layers:
+            project.addMapLayer(layer, False)
+            group.addLayer(layer)
+        self.last_result = result
+        self.last_layers = layers
+        self.report_button.setEnabled(True)
+        if self.review_panel is not None and hasattr(self.review_panel, "set_layer"):
+            self.review_panel.set_layer(polygons)
+        summary = f"{result.n_slumps} thaw slumps, {result.total_area_m2 / 10000:.2f} ha in total ({result.elapsed_s:.0f} s, {result.device_name})"
+        self.progress_bar.setValue(100)
+        self.log(summary)
+        self._message("Thaw slumps", summary, Qgis.Success)
+
+    def _message(self, title: str, text: str, level: int) -> None:
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage(title, text, level, 8)
+
+    # ------------------------------------------------------------------ follow-up actions
+    def _open_algorithm_dialog(self, algorithm_id: str, parameters: dict) -> Any:
+        """The standard Processing dialog, prefilled; it runs the algorithm as a background task."""
+        if QgsApplication.processingRegistry().algorithmById(algorithm_id) is None:
+            self._message("Thaw slumps", f"{algorithm_id} is not available in this version of the plugin.", Qgis.Warning)
+            return None
+        import processing
+
+        dialog = processing.createAlgorithmDialog(algorithm_id, parameters)
+        dialog.show()
+        return dialog
+
+    def open_report(self) -> Any:
+        """Hook: the morphometry report (issue 5) for the last detection's polygons."""
+        if not self.last_layers:
+            return None
+        return self._open_algorithm_dialog("thawslump:report", {"INPUT": self.last_layers[0]})
+
+    def open_fine_tune(self) -> Any:
+        """Hook: `thawslump:train` (issue 4) from the current checkpoint; the result becomes the checkpoint."""
+        base = str(self.checkpoint.path) if self.checkpoint is not None and self.checkpoint.path else ""
+        algorithm = QgsApplication.processingRegistry().algorithmById("thawslump:train")
+        parameters = {}
+        if algorithm is not None and base:
+            for definition in algorithm.parameterDefinitions():
+                if "CHECKPOINT" in definition.name() and not definition.isDestination():
+                    parameters[definition.name()] = base
+        dialog = self._open_algorithm_dialog("thawslump:train", parameters)
+        if dialog is not None and hasattr(dialog, "algorithmFinished"):
+            dialog.algorithmFinished.connect(self._fine_tune_finished)
+        return dialog
+
+    def _fine_tune_finished(self, ok: bool, results: dict) -> None:
+        new_checkpoint = next((v for k, v in (results or {}).items() if "CHECKPOINT" in k or k == "OUTPUT"), None)
+        if ok and new_checkpoint and str(new_checkpoint).endswith(".pt"):
+            self.checkpoint_widget.setFilePath(str(new_checkpoint))
+            self.log(f"Fine-tuned checkpoint selected: {new_checkpoint}")
+
+    def shutdown(self) -> None:
+        """Called by the plugin's unload: stop work and remember the settings."""
+        self.save_settings()
+        if self.task is not None:
+            self.task.cancel()
+        if self.install_task is not None:
+            self.install_task.cancel()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.save_settings()
+        super().closeEvent(event)
+
+
+class InstallTask(QgsTask):
+    """pip in the background; output lines go to the dock's log."""
+
+    line = pyqtSignal(str)
+
+    def __init__(self, requirements: List[str], target: Path, on_done) -> None:
+        super().__init__("Install Thaw Slump Mapper packages", QgsTask.CanCancel)
+        self.requirements = requirements
+        self.target = target
+        self.on_done = on_done
+        self.return_code: Optional[int] = None
+
+    def run(self) -> bool:
+        try:
+            self.return_code = dependency_check.install_packages(
+                self.requirements, self.target, on_output=self.line.emit, is_cancelled=self.isCanceled
+            )
+        except Exception as err:  # noqa: BLE001 - a task never raises
+            self.line.emit(f"Cannot run pip: {err}")
+            self.return_code = -1
+        return self.return_code == 0
+
+    def finished(self, ok: bool) -> None:
+        self.on_done(self)
