@@ -93,15 +93,14 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
     """Detect thaw slumps in ``request.input_path``; see DetectionRequest for the options."""
     progress = progress or Progress()
     started = time.perf_counter()
-    ckpt = load_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
-    threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
-    if not 0.0 < threshold < 1.0:
-        raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
-    min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
     _check_outputs(request)
-
-    log: List[str] = [ckpt.summary()]
-    with open_raster(request.input_path) as src:
+    with open_raster(request.input_path) as src:  # the input is checked first: the cheapest mistake to report
+        ckpt = load_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
+        threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
+        if not 0.0 < threshold < 1.0:
+            raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
+        min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
+        log: List[str] = [ckpt.summary()]
         colorinterp = [ci.name for ci in src.colorinterp]
         bands = resolve_bands(ckpt.bands, src.count, colorinterp, request.bands)
         extent_geom = request.extent.in_crs(src.crs) if request.extent else None
