@@ -75,6 +75,7 @@ class ThawSlumpMapperPlugin:
             self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
         self.dock.show()
         self.dock.raise_()
+        self._dock_visibility_changed(True)
         return self.dock
 
     def _dock_visibility_changed(self, visible: bool) -> None:

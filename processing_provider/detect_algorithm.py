@@ -212,13 +212,17 @@ class DetectAlgorithm(QgsProcessingAlgorithm):
         sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.MultiPolygon, result_crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        import shapely
+
         names = fields.names()
         for feature in result.features:
             if feedback.isCanceled():
                 break
             qfeature = QgsFeature(fields)
             geometry = QgsGeometry()
-            geometry.fromWkb(feature.geometry.wkb)
+            # output_dimension=2: inside QGIS the system GEOS 3.11 may serve shapely's calls,
+            # and it rejects shapely 2.1+'s default of 4 dimensions.
+            geometry.fromWkb(shapely.to_wkb(feature.geometry, output_dimension=2))
             geometry.convertToMultiType()
             qfeature.setGeometry(geometry)
             qfeature.setAttributes([qgis_attribute(feature.properties.get(name)) for name in names])

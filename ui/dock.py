@@ -210,6 +210,7 @@ class DetectDock(QgsDockWidget):
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # a dock is narrow; wrap instead
         scroll.setWidget(detect_page)
         self.tabs.addTab(scroll, "Detect")
         self._embed_review_panel()
