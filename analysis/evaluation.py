@@ -97,6 +97,9 @@ def iou_pairs(detections: Sequence[BaseGeometry], references: Sequence[BaseGeome
     union = shapely.area(dets[det_idx]) + shapely.area(refs[ref_idx]) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
+    # Identical outlines come out a hair above or below 1 in floating point; rounding to 1e-9
+    # keeps "IoU > 1.0" impossible and exact matches exactly 1, so the sweep's ends are stable.
+    iou = np.clip(np.round(iou, 9), 0.0, 1.0)
     return IouPairs(det_idx.astype(np.int64), ref_idx.astype(np.int64), iou.astype(np.float64), len(dets), len(refs))
 
 
