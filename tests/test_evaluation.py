@@ -271,3 +271,48 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     )
     assert proc.returncode != 0
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_processing_algorithms_run_in_qgis(qgis_processing, tmp_path, shared_data):
+    """Both algorithms through processing.run, registered on a throwaway provider (the
+    plugin's own provider is tested where it is built)."""
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingProvider
+
+    from thaw_slump_mapper.processing_provider.evaluate_algorithm import EvaluateAlgorithm
+    from thaw_slump_mapper.processing_provider.export_labels_algorithm import ExportLabelsAlgorithm
+
+    class _Provider(QgsProcessingProvider):
+        def id(self):
+            return "thawslumpreviewtest"
+
+        def name(self):
+            return "review test"
+
+        def loadAlgorithms(self):  # noqa: N802
+            self.addAlgorithm(EvaluateAlgorithm())
+            self.addAlgorithm(ExportLabelsAlgorithm())
+
+    provider = _Provider()
+    assert QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        folder = shared_data / "arctic_rts_chips"
+        result = processing.run(
+            "thawslumpreviewtest:evaluate",
+            {"DETECTIONS": str(folder / "Starting_Polygons.geojson"), "REFERENCE": str(folder / "GroundTruth_Final.geojson"),
+             "OUTPUT": str(tmp_path / "s.json"), "OUTPUT_LAYER": str(tmp_path / "m.gpkg")},
+        )
+        assert (result["TP"], result["FP"], result["FN"]) == (187, 204, 140)
+        assert len(read_polygons(tmp_path / "m.gpkg", MISSED_LAYER).features) == 140
+        chip = next((folder / "chips").glob("8f47ab65*.tif"))
+        result = processing.run(
+            "thawslumpreviewtest:export_labels",
+            {"IMAGE": str(chip), "LABELS": str(folder / "GroundTruth_Final.geojson"), "OUTPUT": str(tmp_path / "chips"),
+             "GSD": 2.0, "CHIP_SIZE": 64},
+        )
+        assert result["N_CHIPS"] >= 1 and (tmp_path / "chips" / "manifest.csv").exists()
+        far = _write(tmp_path / "far.gpkg", [box(0, 0, 10, 10)])
+        with pytest.raises(QgsProcessingException, match="falls on"):
+            processing.run("thawslumpreviewtest:export_labels", {"IMAGE": str(chip), "LABELS": str(far), "OUTPUT": str(tmp_path / "x"), "GSD": 2.0})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
