@@ -157,6 +157,9 @@ def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:  # noqa: F
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, os.cpu_count() or 1)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle onnxruntime threads would otherwise spin between batches and steal the cores
+    # that blending, reading and writing need on small machines.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_model_path(ckpt, tile_size)), options, providers=["CPUExecutionProvider"])
 
     def run(batch: np.ndarray) -> np.ndarray:

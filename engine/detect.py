@@ -33,7 +33,7 @@ from .vector_io import PolygonFeature, layer_exists, write_polygons
 from .vectorize import StripVectorizer
 
 DEFAULT_LAYER = "thaw_slumps"
-VECTORIZE_STRIP_ROWS = 2048
+VECTORIZE_PIXELS_PER_STRIP = 8_000_000  # bounds the strip arrays (labels, scores) to ~100 MB
 # Field names shared with morphometry and review (docs/ARCHITECTURE.md).
 DETECTION_SCHEMA = {
     "id": "int",
@@ -211,9 +211,10 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
             reader, writer = prob, None
         try:
             vectorizer = StripVectorizer(grid.input_transform, reader.width)
-            for r0 in range(0, reader.height, VECTORIZE_STRIP_ROWS):
+            strip_rows = max(64, VECTORIZE_PIXELS_PER_STRIP // reader.width)
+            for r0 in range(0, reader.height, strip_rows):
                 progress.check_cancelled()
-                n = min(VECTORIZE_STRIP_ROWS, reader.height - r0)
+                n = min(strip_rows, reader.height - r0)
                 values = reader.read(1, window=Window(0, r0, reader.width, n))
                 valid = values != PROBABILITY_NODATA
                 if writer is not None:

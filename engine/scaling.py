@@ -55,13 +55,20 @@ def apply_scaling(
     scaling: Dict[str, Any],
 ) -> np.ndarray:
     """(C, H, W) raw values -> float32 network input; invalid pixels become 0 (the mean)."""
-    low = stretch.low.astype(np.float32)[:, None, None]
-    span = (stretch.high - stretch.low).astype(np.float32)[:, None, None]
+    # clip((x - low) / span, 0, 1) then (. - mean) / std, done in place: this runs once per
+    # tile on the hot path, so it avoids temporaries.
+    gain = (1.0 / (stretch.high - stretch.low)).astype(np.float32)[:, None, None]
+    offset = (-stretch.low / (stretch.high - stretch.low)).astype(np.float32)[:, None, None]
     mean = np.asarray(scaling["mean"], dtype=np.float32)[:, None, None]
-    std = np.asarray(scaling["std"], dtype=np.float32)[:, None, None]
-    out = np.clip((data.astype(np.float32) - low) / span, 0.0, 1.0)
-    out = (out - mean) / std
-    out[:, ~valid] = 0.0
+    inv_std = (1.0 / np.asarray(scaling["std"], dtype=np.float32))[:, None, None]
+    out = data.astype(np.float32, copy=True)
+    out *= gain
+    out += offset
+    np.clip(out, 0.0, 1.0, out=out)
+    out -= mean
+    out *= inv_std
+    if not valid.all():
+        out[:, ~valid] = 0.0
     return out
 
 

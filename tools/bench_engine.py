@@ -1,0 +1,189 @@
+"""Detection benchmark: end-to-end throughput and peak memory versus model-only speed.
+
+Builds large 3 m RGB rasters by tiling the real ARTS chips (../shared/data), then, in one
+run on one machine:
+  * end to end (read, tiles, model, blend, write, vectorise) through `run_detection`,
+    each size in its own process so its peak memory (max RSS) is its own;
+  * model-only throughput of the same network and tile size, in onnxruntime (CPU) and
+    torch eager, on a sample of tiles, expressed per raster pixel (the sample's time
+    scaled to the raster's tile count) so it compares directly with end to end.
+Model-only runs happen before and after the end-to-end runs and are averaged, because
+these machines are noisy. Results go to BENCHMARKS.md (section between markers).
+
+  .venv/bin/python tools/bench_engine.py --sizes 10000 20000 --output BENCHMARKS.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "out" / "bench"
+BEGIN, END = "<!-- bench-engine:begin -->", "<!-- bench-engine:end -->"
+
+
+def build_raster(side: int, shared: Path) -> Path:
+    """A side x side, 3 m, 8-bit RGB mosaic of the real chips, written strip by strip."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    path = OUT / f"mosaic_{side}.tif"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    chips = []
+    for chip in sorted((shared / "data" / "arctic_rts_chips" / "chips").glob("*.tif")):
+        with rasterio.open(chip) as src:
+            rgb = np.nan_to_num(src.read([1, 2, 3]), nan=0, neginf=0, posinf=0)
+            chips.append(np.clip(rgb, 1, 255).astype(np.uint8))
+    chip = chips[0].shape[1]
+    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "width": side, "height": side, "crs": "EPSG:3413",
+               "transform": Affine(3, 0, 0, 0, -3, side * 3.0), "tiled": True, "blockxsize": 512, "blockysize": 512,
+               "compress": "deflate", "zlevel": 1, "BIGTIFF": "YES", "photometric": "RGB"}
+    tmp = path.with_suffix(".partial.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for r0 in range(0, side, chip):
+            rows = min(chip, side - r0)
+            strip = np.zeros((3, rows, side), np.uint8)
+            for i, c0 in enumerate(range(0, side, chip)):
+                pick = chips[(i * 7 + r0 // chip * 5) % len(chips)]
+                pick = np.rot90(pick, k=(i + r0 // chip) % 4, axes=(1, 2))
+                strip[:, :, c0:c0 + chip] = pick[:, :rows, : min(chip, side - c0)]
+            dst.write(strip, window=Window(0, r0, side, rows))
+    tmp.rename(path)
+    return path
+
+
+def end_to_end(raster: Path, checkpoint: Path) -> dict:
+    from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
+
+    out = OUT / f"e2e_{raster.stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        f.unlink()
+    started = time.perf_counter()
+    result = run_detection(DetectionRequest(raster, out / "slumps.gpkg", checkpoint_path=checkpoint, overwrite=True))
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
+            "device": result.device_name}
+
+
+def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4) -> float:
+    """Seconds per tile of the bare network (random real-valued input, same tile size)."""
+    from thaw_slump_mapper.engine.backends import make_predictor
+    from thaw_slump_mapper.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    device = "cpu" if backend != "cuda" else "cuda"
+    predictor = make_predictor(ckpt, device, "torch" if backend in ("torch", "cuda") else backend)
+    if backend == "torch":  # eager: no channels_last, as a plain smp user would run it
+        import torch
+
+        from thaw_slump_mapper.model.checkpoint import build_network
+
+        net = build_network(ckpt)
+
+        def predictor(x):  # noqa: F811
+            with torch.inference_mode():
+                return torch.sigmoid(net(torch.from_numpy(x)))[:, 0].numpy()
+
+    x = np.random.default_rng(0).normal(size=(batch, len(ckpt.bands), ckpt.tile_size, ckpt.tile_size)).astype(np.float32)
+    predictor(x)  # warm-up
+    started = time.perf_counter()
+    runs = max(1, sample_tiles // batch)
+    for _ in range(runs):
+        predictor(x)
+    return (time.perf_counter() - started) / (runs * batch)
+
+
+def tiles_for(side: int, tile: int, overlap: int) -> int:
+    from thaw_slump_mapper.engine.tiling import tile_starts
+
+    return len(tile_starts(side, tile, tile - overlap)) ** 2
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.worker == "e2e":
+        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint))))
+    else:
+        print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), args.worker, args.sample)}))
+
+
+def run_worker(kind: str, checkpoint: Path, raster: Path | None = None, sample: int = 0) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, "--checkpoint", str(checkpoint), "--sample", str(sample)]
+    if raster is not None:
+        cmd += ["--raster", str(raster)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000])
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--sample", type=int, default=48, help="tiles timed for model-only throughput")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("SHARED", REPO.parent / "shared")))
+    parser.add_argument("--worker", default=None)
+    parser.add_argument("--raster", default=None)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    from thaw_slump_mapper.engine.backends import cuda_name
+    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+
+    checkpoint = args.checkpoint or bundled_checkpoint_path()
+    ckpt = load_checkpoint(checkpoint)
+    gpu = cuda_name()
+    backends = ["cuda"] if gpu else ["onnxruntime", "torch"]
+    rows = []
+    before = {b: run_worker(b, checkpoint, sample=args.sample if b != "torch" else max(8, args.sample // 4)) for b in backends}
+    for side in args.sizes:
+        raster = build_raster(side, args.shared)
+        print(f"end to end on {side} x {side} ...", file=sys.stderr)
+        rows.append((side, run_worker("e2e", checkpoint, raster)))
+    after = {b: run_worker(b, checkpoint, sample=args.sample if b != "torch" else max(8, args.sample // 4)) for b in backends}
+    per_tile = {b: (before[b]["seconds_per_tile"] + after[b]["seconds_per_tile"]) / 2 for b in backends}
+
+    lines = [BEGIN, "", f"Run: `make bench` on {platform.node()} ({os.cpu_count()} CPU cores"
+             + (f", GPU {gpu}" if gpu else ", no GPU") + f"), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             f"Model: {ckpt.summary()}; tile {ckpt.tile_size} px, overlap {ckpt.overlap} px, batch 4.", "",
+             "| raster | end to end | km2/min at 3 m | peak memory | model only: " + " | model only: ".join(backends)
+             + " | end to end / " + backends[0] + " |", "|" + " --- |" * (5 + len(backends))]
+    for side, r in rows:
+        mpx = r["pixels"] / 1e6
+        e2e = mpx / r["seconds"]
+        tiles = tiles_for(side, ckpt.tile_size, ckpt.overlap)
+        model = {b: mpx / (per_tile[b] * tiles) for b in backends}
+        lines.append(
+            f"| {side} x {side} ({mpx:.0f} Mpx) | {e2e:.2f} Mpx/s ({r['seconds']:.0f} s, {r['backend']}) | {e2e * 9 * 60 / 1e0:.0f} "
+            f"| {r['peak_mb']:.0f} MB | " + " | ".join(f"{model[b]:.2f} Mpx/s" for b in backends)
+            + f" | {e2e / model[backends[0]]:.2f} |"
+        )
+    lines += ["", "Model-only throughput is per raster pixel: seconds per tile (timed on "
+              f"{args.sample} tiles before and after the end-to-end runs, averaged) times the raster's tile count.", "", END]
+    text = "\n".join(lines)
+    print(text)
+    if args.output:
+        current = args.output.read_text() if args.output.exists() else "# Benchmarks\n\n"
+        if BEGIN in current:
+            current = current[: current.index(BEGIN)] + text + current[current.index(END) + len(END):]
+        else:
+            current = current.rstrip() + "\n\n## Detection engine\n\n" + text + "\n"
+        args.output.write_text(current)
+
+
+if __name__ == "__main__":
+    main()
