@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     preview = write_preview(
         DEMO_SCENE, result.features, [1, 2, 3], out_dir / "demo_preview.png",
-        title=f"{result.n_slumps} thaw slump(s), {result.total_area_m2 / 10_000:.2f} ha - {result.checkpoint_summary[:70]}",
+        title=f"{result.n_slumps} thaw slump(s), {result.total_area_m2 / 10_000:.2f} ha\n{result.checkpoint_summary.split(':')[0]}",
     )
     print(result.checkpoint_summary)
     if not result.trained_model:
