@@ -1,0 +1,33 @@
+"""`report`: one self-contained HTML page of figures and tables for a slump polygon layer."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..engine.progress import Progress
+from .progress_bar import TextProgressBar
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write an HTML report of slump morphometry",
+        description="Histograms, aspect rose, map overview and summary tables, compared with the paper's Beiluhe values.",
+    )
+    p.add_argument("input", type=Path, help="polygon layer (ideally the output of `morphometry`)")
+    p.add_argument("output", type=Path, help="output HTML file")
+    p.add_argument("--image", type=Path, default=None, help="raster shown under the polygons in the map overview")
+    p.add_argument("--layer", default=None, help="layer of a multi-layer input")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.report import write_report
+
+    bar = TextProgressBar("report")
+    try:
+        out = write_report(args.input, args.output, image_path=args.image, layer=args.layer, progress=Progress(bar))
+    finally:
+        bar.close()
+    print(f"report: {out}")
+    return 0
