@@ -99,3 +99,31 @@ def write_report(report: CrossValidationReport, path: Path) -> Path:
     path.write_text(json.dumps(report.to_dict(), indent=1))
     path.with_suffix(".md").write_text(report.table() + "\n")
     return path
+
+
+CV_STEPS_PER_FOLD = 100  # short runs: 3 folds must fit beside the bundled run on 2 cores
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m thaw_slump_mapper.model.cross_validation CHIPS OUT.json`` (make cross-validate)."""
+    import argparse
+    import sys
+
+    from .training import bundled_settings
+
+    parser = argparse.ArgumentParser(description="k-fold cross-validation of the bundled recipe")
+    parser.add_argument("chips", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--k", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=CV_STEPS_PER_FOLD)
+    args = parser.parse_args(argv)
+    report = cross_validate(args.chips, bundled_settings(max_steps=args.steps), k=args.k,
+                            progress=Progress(lambda f, m: print(f"{f * 100:5.1f}% {m}", file=sys.stderr) if m.startswith("fold") else None))
+    write_report(report, args.output)
+    print(report.table())
+    print(f"pooled best: threshold {report.calibration['threshold']}, min area {report.calibration['min_area_m2']} m2: {report.calibration['pooled_scores']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,7 @@ from ..engine.progress import Progress
 from ..engine.scaling import default_scaling
 from .augment import AugmentSettings, normalise, pad_to, render_chip, training_sample
 from .checkpoint import Checkpoint, build_network, bundled_checkpoint_path, load_checkpoint, new_checkpoint, save_checkpoint
-from .chip_dataset import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder
+from .chip_dataset import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from .losses import bce_dice_loss
 from .pretrained_encoder import LITE0_ENCODER, load_lite0_imagenet
 
@@ -39,14 +39,14 @@ MIN_AREAS_M2 = (0.0, 1000.0, 2000.0, 3000.0, 5000.0)
 @dataclass
 class TrainSettings:
     epochs: int = 40
-    learning_rate: float = 3e-4
+    learning_rate: float = 5e-4
     val_share: Optional[float] = None  # None: the manifests' val rows, or 15 % when there are none
     batch_size: int = 8
     crop_size: int = 192
     max_minutes: Optional[float] = 21.0  # wall-clock budget for loading + training (calibration follows)
     max_steps: Optional[int] = None  # a fixed number of steps (reproducible runs)
     steps_per_epoch: Optional[int] = None  # default: one pass over the training chips
-    patience: int = 6  # epochs without a better validation IoU before stopping
+    patience: int = 10  # epochs without a better validation IoU before stopping
     warmup_steps: int = 20
     weight_decay: float = 1e-4
     seed: int = 42
@@ -415,6 +415,10 @@ def train_model(
         raise UserError(f"{output_path} is a folder; give a .pt file path for the new checkpoint.")
     if settings.epochs < 1 or not settings.learning_rate > 0:
         raise UserError("Epochs must be at least 1 and the learning rate above 0.")
+    if not chip_folders:
+        raise UserError("Give at least one chip folder (export labels with `export-labels`).")
+    for folder in chip_folders:
+        read_manifest(Path(folder))  # a missing or empty folder fails before any slow step
     if from_imagenet:
         base = imagenet_checkpoint()
         parent = base.provenance["parent"]

@@ -1,0 +1,32 @@
+"""`build-chips`: a training-chip folder from the shared Arctic thaw slump chips."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..engine.progress import Progress
+from .progress_bar import TextProgressBar
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "build-chips",
+        help="make a training-chip folder from the Arctic RTS chips",
+        description="Rasterise GroundTruth_Final.geojson on each chip of arctic_rts_chips (band 4 is ignored) and write images/, masks/ and manifest.csv.",
+    )
+    p.add_argument("source", type=Path, help="the arctic_rts_chips folder (chips/*.tif + GroundTruth_Final.geojson)")
+    p.add_argument("output", type=Path, help="chip folder to write")
+    p.add_argument("--val-every", type=int, default=0, help="put every n-th chip in the val split (default 0: all train)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..model.arctic_chips_builder import build_arctic_chips
+
+    bar = TextProgressBar("chips")
+    try:
+        records = build_arctic_chips(args.source, args.output, args.val_every, Progress(bar))
+    finally:
+        bar.close()
+    print(f"{len(records)} chips, {sum(r.slump_pixels for r in records)} slump pixels -> {args.output}")
+    return 0

@@ -1,0 +1,19 @@
+# Training: chip folder from the shared Arctic chips, the bundled checkpoint, user fine-tuning.
+.PHONY: chips train train-bundled cross-validate
+CHIPS_DIR ?= out/arctic_chips
+
+chips: setup
+	$(TSM) build-chips "$(SHARED)/data/arctic_rts_chips" "$(CHIPS_DIR)"
+
+# Outside checks call this exact form: make train DATA=<folder> OUTPUT=<checkpoint> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x]
+train: setup
+	@test -n "$(DATA)" -a -n "$(OUTPUT)" || { echo "usage: make train DATA=<chip folder> OUTPUT=<checkpoint.pt> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x]"; exit 2; }
+	$(TSM) train $(DATA) --output "$(OUTPUT)" $(if $(BASE),--base "$(BASE)") $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(LR),--learning-rate $(LR)) $(if $(VAL_SHARE),--val-share $(VAL_SHARE)) $(if $(DEVICE),--device "$(DEVICE)")
+
+# Reproduces model/weights/thaw_slump_deeplabv3plus.pt (same seed, fixed step count).
+train-bundled: chips
+	$(TSM) train "$(CHIPS_DIR)" --bundled-recipe --output model/weights/thaw_slump_deeplabv3plus.pt
+
+# 3-fold cross-validation of the bundled recipe (the MODEL_CARD.md table); long: about 3x train-bundled / 2.
+cross-validate: chips
+	$(PY) -m thaw_slump_mapper.model.cross_validation "$(CHIPS_DIR)" out/cross_validation.json

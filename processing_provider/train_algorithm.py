@@ -1,0 +1,141 @@
+"""`thawslump:train`: the Processing front end of model.training.fine_tune.
+
+Fine-tunes a checkpoint (the bundled one by default) on one or more training-chip folders
+and writes a new checkpoint. Cancelling keeps the best weights so far as
+``<output>.cancelled-best.pt``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProcessingOutputString,
+)
+
+
+def _bundled_checkpoint() -> str:
+    from ..model.checkpoint import bundled_checkpoint_path
+
+    return str(bundled_checkpoint_path())
+
+
+def split_folder_list(text: str) -> List[Path]:
+    """Folders separated by ';' or new lines (Processing has no multi-folder parameter)."""
+    parts = [p.strip().strip('"') for chunk in (text or "").splitlines() for p in chunk.split(";")]
+    return [Path(p) for p in parts if p]
+
+
+class TrainAlgorithm(QgsProcessingAlgorithm):
+    DATA = "DATA"
+    EXTRA_DATA = "EXTRA_DATA"
+    BASE = "BASE"
+    EPOCHS = "EPOCHS"
+    LEARNING_RATE = "LEARNING_RATE"
+    VAL_SHARE = "VAL_SHARE"
+    MAX_MINUTES = "MAX_MINUTES"
+    OUTPUT = "OUTPUT"
+    SUMMARY = "SUMMARY"
+
+    def name(self) -> str:
+        return "train"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Fine-tune the thaw slump model"
+
+    def group(self) -> str:
+        return "Training"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "training"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Fine-tunes a DeepLabv3+ checkpoint (the bundled model by default) on training-chip "
+            "folders written by 'Export labels' (images/, masks/, manifest.csv). Training stops "
+            "early when the validation IoU stops improving or when the time budget runs out, keeps "
+            "the best weights, takes the chips' ground sample distance and tunes the threshold and "
+            "minimum area on the validation chips. The new checkpoint records its parent, its data "
+            "and its validation metrics.\n\n"
+            "More chip folders: separate them with ';'. Validation share empty: the manifest's val "
+            "rows, else 15 %. Cancelling keeps the best weights so far as <output>.cancelled-best.pt."
+        )
+
+    def flags(self):
+        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
+
+    def createInstance(self) -> "TrainAlgorithm":  # noqa: N802
+        return TrainAlgorithm()
+
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile(self.DATA, "Training-chip folder", behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterString(self.EXTRA_DATA, "More chip folders (separated by ';')", defaultValue="", optional=True))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.BASE, "Base checkpoint (.pt; the bundled model by default)", behavior=QgsProcessingParameterFile.File,
+                extension="pt", defaultValue=_bundled_checkpoint(), optional=True,
+            )
+        )
+        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=40, minValue=1))
+        self.addParameter(
+            QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double, defaultValue=5e-4, minValue=1e-7, maxValue=1.0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.VAL_SHARE, "Validation share (empty: the manifest's val rows, else 0.15)", QgsProcessingParameterNumber.Double,
+                optional=True, minValue=0.0, maxValue=0.9,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MAX_MINUTES, "Time budget for training, minutes", QgsProcessingParameterNumber.Double, defaultValue=21.0, minValue=0.1
+            )
+        )
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))
+        self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Summary"))
+
+    def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
+        try:
+            from ..engine.errors import Cancelled, UserError
+            from ..engine.progress import Progress
+            from ..model.training import fine_tune
+        except ImportError as err:
+            raise QgsProcessingException(f"A Python package training needs is missing ({err}); install the plugin's requirements.") from None
+
+        folders = [Path(self.parameterAsFile(parameters, self.DATA, context))]
+        folders += split_folder_list(self.parameterAsString(parameters, self.EXTRA_DATA, context))
+        base = self.parameterAsFile(parameters, self.BASE, context)
+        output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
+        val_share = None
+        if parameters.get(self.VAL_SHARE) not in (None, ""):
+            val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
+        progress = Progress(
+            callback=lambda fraction, message: (feedback.setProgress(100.0 * fraction), message and feedback.setProgressText(message)),
+            is_cancelled=feedback.isCanceled,
+        )
+        try:
+            result = fine_tune(
+                folders, output, base_checkpoint=Path(base) if base else None,
+                epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
+                learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+                val_share=val_share, max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context),
+                progress=progress,
+            )
+        except UserError as err:
+            raise QgsProcessingException(str(err)) from None
+        except Cancelled as err:
+            feedback.reportError(str(err))
+            return {}
+        ckpt = result.checkpoint
+        summary = (
+            f"{ckpt.summary()}; threshold {ckpt.threshold:g}, minimum area {ckpt.min_area_m2:g} m2; "
+            f"{result.n_train} training / {result.n_val} validation chips in {result.elapsed_s / 60:.1f} min"
+        )
+        feedback.pushInfo(summary)
+        return {self.OUTPUT: str(output), self.SUMMARY: summary}
