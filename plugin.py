@@ -5,6 +5,7 @@ works in headless ``qgis_process`` (which then calls ``initProcessing`` only).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,17 @@ ACTION_TEXT = "Detect thaw slumps"
 LOG_TAG = "Thaw Slump Mapper"
 
 
+def keep_triton_out_of_qgis() -> None:
+    """Make ``import triton`` fail inside QGIS, so torch runs without it.
+
+    torch imports triton (torch._dynamo -> triton) when torchvision loads. Inside the QGIS
+    desktop, loading triton's bundled LLVM crashed QGIS with a segmentation fault (seen under
+    Xvfb with QGIS 3.22.16 and torch 2.14.1; the Python stack ended in triton/knobs.py). The
+    plugin never compiles kernels, and torch treats a failing triton import as "no triton".
+    """
+    sys.modules.setdefault("triton", None)
+
+
 class ThawSlumpMapperPlugin:
     def __init__(self, iface) -> None:
         self.iface = iface
@@ -27,6 +39,7 @@ class ThawSlumpMapperPlugin:
         self.dock = None
         # Packages the user installed through the dock live in a folder the plugin manages.
         activate_managed_site_dir()
+        keep_triton_out_of_qgis()
 
     # --- Processing (also called alone by qgis_process) -----------------------------------
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)

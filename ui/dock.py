@@ -61,6 +61,13 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_LOG_LINES = 300
 
 
+def narrow(combo: QComboBox) -> QComboBox:
+    """Let a combo box shrink with the dock instead of forcing it wider than the screen."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
+
+
 def safe_stem(text: str) -> str:
     """A file-name-safe version of a layer name."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
@@ -121,15 +128,16 @@ class DetectDock(QgsDockWidget):
         page_layout.addWidget(self.dependency_frame)
 
         form = QFormLayout()
-        self.raster_combo = QgsMapLayerComboBox()
+        self.raster_combo = narrow(QgsMapLayerComboBox())
         self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         form.addRow("Image", self.raster_combo)
 
-        self.band_group = QGroupBox("Bands (raster band for each model band)")
+        self.band_group = QGroupBox("Bands")
+        self.band_group.setToolTip("The raster band that feeds each of the checkpoint's input bands")
         self.band_form = QFormLayout(self.band_group)
         form.addRow(self.band_group)
 
-        self.dem_combo = QgsMapLayerComboBox()
+        self.dem_combo = narrow(QgsMapLayerComboBox())
         self.dem_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.dem_combo.setAllowEmptyLayer(True)
         self.dem_combo.setLayer(None)
@@ -146,10 +154,10 @@ class DetectDock(QgsDockWidget):
         form.addRow("", self.checkpoint_info)
 
         extent_row = QHBoxLayout()
-        self.extent_combo = QComboBox()
+        self.extent_combo = narrow(QComboBox())
         for key, label in EXTENT_MODES:
             self.extent_combo.addItem(label, key)
-        self.extent_layer_combo = QgsMapLayerComboBox()
+        self.extent_layer_combo = narrow(QgsMapLayerComboBox())
         self.extent_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         extent_row.addWidget(self.extent_combo)
         extent_row.addWidget(self.extent_layer_combo)
@@ -356,7 +364,7 @@ class DetectDock(QgsDockWidget):
             return
         defaults = self._default_bands(layer)
         for model_band, raster_band in zip(self.checkpoint.bands, defaults):
-            box = QgsRasterBandComboBox()
+            box = narrow(QgsRasterBandComboBox())
             box.setLayer(layer)
             if raster_band is not None:
                 box.setBand(raster_band)

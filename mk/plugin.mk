@@ -1,0 +1,29 @@
+# QGIS plugin (issue 3): package, install, desktop, screenshot.
+.PHONY: package check-package install qgis screenshot
+
+PLUGIN_ZIP := dist/thaw_slump_mapper.zip
+QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+
+# dist/thaw_slump_mapper.zip: one top folder thaw_slump_mapper, LICENSE, metadata, the bundled
+# checkpoint; no tests, tools, caches. Checked against the plugins.qgis.org rules.
+package: setup
+	$(PY) tools/package_plugin.py --output $(PLUGIN_ZIP)
+
+check-package:
+	$(PY) tools/check_plugin_zip.py $(PLUGIN_ZIP)
+
+# Into the QGIS profile's plugins folder; packages QGIS's Python lacks are pip-installed into
+# <profile>/python/thaw_slump_mapper_deps/pyX.Y, which the plugin puts on sys.path.
+# NO_DEPS=1 skips the pip step.
+install: package
+	$(PY) tools/install_plugin.py $(PLUGIN_ZIP) --profile-dir "$(QGIS_PROFILE)" $(if $(NO_DEPS),--no-deps)
+
+# The QGIS desktop with this checkout as the enabled plugin and demo/*.tif loaded (own profile
+# under out/qgis-desktop, so the user's profile is untouched).
+qgis: setup
+	$(PY) tools/qgis_desktop.py
+
+# docs/images/qgis_dock.png: real QGIS under Xvfb, the dock, a detection on the demo scene.
+# SCREENSHOT_CHECKPOINT=<pt> uses another checkpoint than the bundled one.
+screenshot: setup
+	$(PY) tools/qgis_desktop.py --screenshot docs/images/qgis_dock.png $(if $(SCREENSHOT_CHECKPOINT),--checkpoint "$(SCREENSHOT_CHECKPOINT)")
