@@ -199,13 +199,12 @@ def tpi(z: np.ndarray, cellsize_m: float, radius_m: float = TPI_RADIUS_M) -> np.
     csum_n = np.cumsum(padded_n, axis=1)
     total = np.zeros((rows, cols))
     count = np.zeros((rows, cols))
-    col_index = np.arange(cols) + pad
     for i, half in enumerate(widths):
-        row_slice = slice(i, i + rows)  # kernel row dy = i - reach
-        hi = col_index + half + 1
-        lo = col_index - half
-        total += csum_v[row_slice][:, hi] - csum_v[row_slice][:, lo]
-        count += csum_n[row_slice][:, hi] - csum_n[row_slice][:, lo]
+        rs = slice(i, i + rows)  # kernel row dy = i - reach
+        hi = slice(pad + half + 1, pad + half + 1 + cols)  # contiguous slices: no gathers
+        lo = slice(pad - half, pad - half + cols)
+        total += csum_v[rs, hi] - csum_v[rs, lo]
+        count += csum_n[rs, hi] - csum_n[rs, lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         result = z - total / count
     result[~valid | (count < 0.5)] = np.nan

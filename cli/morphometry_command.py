@@ -30,7 +30,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.morphometry import compute_morphometry
 
-    bar = TextProgressBar("morphometry")
+    bar = TextProgressBar("morphometry", stream=sys.stderr)  # the current stderr, not the one at import
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

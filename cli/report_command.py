@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..engine.progress import Progress
@@ -24,7 +25,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.report import write_report
 
-    bar = TextProgressBar("report")
+    bar = TextProgressBar("report", stream=sys.stderr)  # the current stderr, not the one at import
     try:
         out = write_report(args.input, args.output, image_path=args.image, layer=args.layer, progress=Progress(bar))
     finally:
