@@ -161,3 +161,25 @@ def test_cancel_button_stops_the_task(dock, big_scene, tiny_checkpoint, tmp_path
         qtbot.mouseClick(dock.cancel_button, Qt.LeftButton)
     assert finished.args[0].cancelled
     assert not (tmp_path / "button.gpkg").exists()
+
+
+def test_missing_package_is_reported_not_raised(qgis_app, qgis_iface, qgis_new_project, monkeypatch, tmp_path):
+    """A QGIS without one of the engine's packages: the dock says so and offers the install."""
+    from thaw_slump_mapper.ui import dependency_check
+
+    monkeypatch.setattr(
+        dependency_check, "REQUIRED_PACKAGES", dependency_check.REQUIRED_PACKAGES + (("no_such_package_tsm", "no-such-package-tsm"),)
+    )
+    monkeypatch.setenv("THAW_SLUMP_MAPPER_DEPS", str(tmp_path / "deps"))
+    monkeypatch.setattr(dependency_check.missing_packages, "__defaults__", (dependency_check.REQUIRED_PACKAGES,))
+    widget = DetectDock(qgis_iface)
+    try:
+        assert not widget.dependency_frame.isHidden()
+        assert "no_such_package_tsm" in widget.dependency_label.text()
+        assert str(tmp_path / "deps") in widget.dependency_label.text()
+        assert not widget.run_button.isEnabled()
+        command = dependency_check.pip_install_command(["no-such-package-tsm"], dependency_check.managed_site_dir())
+        assert command[1:4] == ["-m", "pip", "install"] and command[command.index("--target") + 1].startswith(str(tmp_path / "deps"))
+    finally:
+        widget.close()
+        widget.deleteLater()

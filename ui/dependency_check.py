@@ -25,7 +25,9 @@ REQUIRED_PACKAGES = (
     ("segmentation_models_pytorch", "segmentation-models-pytorch==0.6.0"),
     ("rasterio", "rasterio==1.4.4"),
     ("fiona", "fiona==1.10.1"),
-    ("shapely", "shapely>=2.0"),
+    # shapely 2.0.7 bundles GEOS 3.11, the version QGIS 3.22 on Debian 12 loads into its own
+    # process; newer wheels (GEOS 3.12+) write 4-D WKT/WKB by default and fail there.
+    ("shapely", "shapely==2.0.7"),
     ("numpy", "numpy>=1.26,<2"),
     ("affine", "affine>=2.4,<3"),
 )
