@@ -28,6 +28,7 @@ class DetectOutcome:
     details: str = ""  # traceback for the log, only for unexpected errors
     cancelled: bool = False
     morphometry_note: str = ""
+    polygon_layer: Optional[str] = None  # the layer to show: detection, or its morphometry copy
 
 
 class DetectTask(QgsTask):
@@ -105,13 +106,16 @@ class DetectTask(QgsTask):
             return "Morphometry skipped: compute_morphometry is not available."
         from ..engine.errors import Cancelled, UserError
 
+        output_layer = f"{result.layer_name}_morphometry"
         try:
+            if not result.features:
+                return "Morphometry skipped: no slumps were found."
+            # A copy with the fields added, in the same GeoPackage; the dock shows that copy.
             compute(
-                polygons_path=Path(result.output_path),
-                layer_name=result.layer_name,
-                dem_path=Path(self.dem_path),
-                progress=progress,
+                Path(result.output_path), Path(result.output_path), Path(self.dem_path),
+                input_layer=result.layer_name, output_layer=output_layer, progress=progress,
             )
+            self.outcome.polygon_layer = output_layer
         except Cancelled:
             raise
         except (UserError, TypeError, ValueError, OSError) as err:

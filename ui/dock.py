@@ -240,7 +240,8 @@ class DetectDock(QgsDockWidget):
         except ImportError:
             return
         try:
-            self.review_panel = ReviewPanel(self.iface, parent=self)
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            self.review_panel = ReviewPanel(parent=self, canvas=canvas)
             self.tabs.addTab(self.review_panel, "Review")
         except Exception as err:  # noqa: BLE001 - the detection must stay usable
             self.review_panel = None
@@ -512,6 +513,7 @@ class DetectDock(QgsDockWidget):
 
             dem_path = raster_file_path(dem)
         self._input_name = layer.name()
+        self._input_layer = layer
         self._threshold = request.threshold
         self.task = DetectTask(request, self._detection_done, dem_path=dem_path, description=f"Detect thaw slumps in {layer.name()}")
         self.task.progressChanged.connect(lambda value: self.progress_bar.setValue(int(value)))
@@ -544,17 +546,17 @@ class DetectDock(QgsDockWidget):
                 QgsMessageLog.logMessage(outcome.details, LOG_TAG, Qgis.Critical)
             self._message("Thaw slumps", outcome.error or "Detection failed.", Qgis.Critical)
         else:
-            self._add_result_layers(outcome.result)
+            self._add_result_layers(outcome.result, outcome.polygon_layer or outcome.result.layer_name)
             if outcome.morphometry_note:
                 self.log(outcome.morphometry_note)
             self.output_widget.setFilePath("")  # the next run gets the next free name
             self._update_output_placeholder()
         self.detection_finished.emit(outcome)
 
-    def _add_result_layers(self, result: Any) -> None:
+    def _add_result_layers(self, result: Any, layer_name: str) -> None:
         gpkg = Path(result.output_path)
         name = self._input_name
-        polygons = QgsVectorLayer(f"{gpkg}|layername={result.layer_name}", f"Thaw slumps ({name})", "ogr")
+        polygons = QgsVectorLayer(f"{gpkg}|layername={layer_name}", f"Thaw slumps ({name})", "ogr")
         style_slump_layer(polygons)
         error = save_style_in_geopackage(polygons)
         if error:
@@ -599,7 +601,10 @@ class DetectDock(QgsDockWidget):
         """Hook: the morphometry report (issue 5) for the last detection's polygons."""
         if not self.last_layers:
             return None
-        return self._open_algorithm_dialog("thawslump:report", {"INPUT": self.last_layers[0]})
+        parameters = {"INPUT": self.last_layers[0]}
+        if getattr(self, "_input_layer", None) is not None:
+            parameters["IMAGE"] = self._input_layer
+        return self._open_algorithm_dialog("thawslump:report", parameters)
 
     def open_fine_tune(self) -> Any:
         """Hook: `thawslump:train` (issue 4) from the current checkpoint; the result becomes the checkpoint."""
@@ -608,7 +613,8 @@ class DetectDock(QgsDockWidget):
         parameters = {}
         if algorithm is not None and base:
             for definition in algorithm.parameterDefinitions():
-                if "CHECKPOINT" in definition.name() and not definition.isDestination():
+                # thawslump:train calls its base checkpoint BASE.
+                if (definition.name() == "BASE" or "CHECKPOINT" in definition.name()) and not definition.isDestination():
                     parameters[definition.name()] = base
         dialog = self._open_algorithm_dialog("thawslump:train", parameters)
         if dialog is not None and hasattr(dialog, "algorithmFinished"):
