@@ -6,8 +6,9 @@ import time
 
 
 class TextProgressBar:
-    def __init__(self, label: str = "", width: int = 30, stream=sys.stderr) -> None:
-        self.label, self.width, self.stream = label, width, stream
+    def __init__(self, label: str = "", width: int = 30, stream=None) -> None:
+        # Look up sys.stderr now, not at import: tests and front ends swap it at run time.
+        self.label, self.width, self.stream = label, width, stream or sys.stderr
         self._last = -1.0
         self._started = time.perf_counter()
 
