@@ -37,6 +37,7 @@ class ThawSlumpMapperPlugin:
         self.action = None
         self.toolbar = None
         self.dock = None
+        self.review_tracking = None
         # Packages the user installed through the dock live in a folder the plugin manages.
         activate_managed_site_dir()
         keep_triton_out_of_qgis()
@@ -69,6 +70,12 @@ class ThawSlumpMapperPlugin:
         self.toolbar.setObjectName("ThawSlumpMapperToolbar")
         self.toolbar.addAction(self.action)
         self.iface.addPluginToMenu(MENU_NAME, self.action)
+        # Keeps the `review` field of detection layers in step with the user's own edits.
+        from qgis.core import QgsProject
+
+        from .ui.review_tracker import ProjectReviewTracking
+
+        self.review_tracking = ProjectReviewTracking(QgsProject.instance())
 
     def _toggle_dock(self, visible: bool) -> None:
         if visible:
@@ -98,6 +105,9 @@ class ThawSlumpMapperPlugin:
             self.action.blockSignals(False)
 
     def unload(self) -> None:
+        if self.review_tracking is not None:
+            self.review_tracking.stop()
+            self.review_tracking = None
         if self.dock is not None:
             self.dock.shutdown()
             self.iface.removeDockWidget(self.dock)

@@ -64,8 +64,11 @@ def test_load_and_unload_twice(qgis_app, qgis_iface, menu_calls, qtbot, round_):
         assert ("add", "&Thaw Slump Mapper", plugin.action) in menu_calls
         dock = plugin.show_dock()
         assert not dock.isHidden() and plugin.action.isChecked()
+        tracking = plugin.review_tracking
+        assert tracking is not None
         action = plugin.action
         plugin.unload()
+        assert plugin.review_tracking is None and tracking.trackers == {}
         assert ("remove", "&Thaw Slump Mapper", action) in menu_calls
         assert ("undock", dock) in menu_calls
         assert registry.providerById("thawslump") is None

@@ -234,18 +234,12 @@ class DetectDock(QgsDockWidget):
         self.fine_tune_button.clicked.connect(self.open_fine_tune)
 
     def _embed_review_panel(self) -> None:
-        """Hook: the review panel (ui/review_panel.py, another issue) gets its own tab."""
-        try:
-            from .review_panel import ReviewPanel
-        except ImportError:
-            return
-        try:
-            canvas = self.iface.mapCanvas() if self.iface is not None else None
-            self.review_panel = ReviewPanel(parent=self, canvas=canvas)
-            self.tabs.addTab(self.review_panel, "Review")
-        except Exception as err:  # noqa: BLE001 - the detection must stay usable
-            self.review_panel = None
-            QgsMessageLog.logMessage(f"Review panel not shown: {err}", LOG_TAG, Qgis.Warning)
+        """The review panel (Confirm / Reject / next unreviewed) gets its own tab."""
+        from .review_panel import ReviewPanel
+
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        self.review_panel = ReviewPanel(parent=self, canvas=canvas)
+        self.tabs.addTab(self.review_panel, "Review")
 
     # ------------------------------------------------------------------ settings
     def _setting(self, key: str, default: Any = None, type_: type = str) -> Any:
@@ -574,7 +568,7 @@ class DetectDock(QgsDockWidget):
         self.last_result = result
         self.last_layers = layers
         self.report_button.setEnabled(True)
-        if self.review_panel is not None and hasattr(self.review_panel, "set_layer"):
+        if self.review_panel is not None:
             self.review_panel.set_layer(polygons)
         summary = f"{result.n_slumps} thaw slumps, {result.total_area_m2 / 10000:.2f} ha in total ({result.elapsed_s:.0f} s, {result.device_name})"
         self.progress_bar.setValue(100)
