@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 from qgis.core import QgsApplication, QgsMessageLog, Qgis
 

@@ -3,7 +3,6 @@ pixel IoU, IoU-sweep AP, score AP) and write a JSON summary."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model.checkpoint import Checkpoint
 
 BatchPredictor = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N, H, W) probability
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -60,7 +65,7 @@ def cache_dir() -> Path:
     return Path(base) / "thaw_slump_mapper"
 
 
-def make_predictor(ckpt: "Checkpoint", device: str = "auto", backend: str = "auto", tile_size: Optional[int] = None) -> Predictor:  # noqa: F821
+def make_predictor(ckpt: "Checkpoint", device: str = "auto", backend: str = "auto", tile_size: Optional[int] = None) -> Predictor:
     """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's)."""
     tile_size = int(tile_size or ckpt.tile_size)
     device = (device or "auto").lower()
@@ -87,7 +92,7 @@ class _SigmoidHead:
     """Wraps the network so the exported graph returns probabilities (N, H, W)."""
 
     @staticmethod
-    def wrap(net: "torch.nn.Module") -> "torch.nn.Module":  # noqa: F821
+    def wrap(net: "torch.nn.Module") -> "torch.nn.Module":
         import torch
 
         class Probabilities(torch.nn.Module):
@@ -101,7 +106,7 @@ class _SigmoidHead:
         return Probabilities(net).eval()
 
 
-def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predictor:  # noqa: F821
+def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predictor:
     import torch
 
     from ..model.checkpoint import build_network
@@ -124,7 +129,7 @@ def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predi
     return Predictor(run, "torch", device_name)
 
 
-def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:  # noqa: F821
+def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     """Export the checkpoint to ONNX once per tile size; later runs reuse the cached file.
 
     The tile size is fixed in the graph because TF-style "same" padding in EfficientNet
@@ -151,7 +156,7 @@ def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:  # noqa: F821
     return path
 
 
-def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:  # noqa: F821
+def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -18,10 +18,10 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 from shapely import wkt as shapely_wkt
 
-from ..model.checkpoint import Checkpoint, bundled_checkpoint_path, load_checkpoint
+from ..model.checkpoint import bundled_checkpoint_path, load_checkpoint
 from .backends import make_predictor
 from .bands import resolve_bands
-from .errors import Cancelled, UserError
+from .errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter

@@ -8,7 +8,7 @@ and the tile size, never on its height, and the input is read window by window.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Protocol, Tuple
+from typing import Optional, Protocol, Tuple
 
 import numpy as np
 

@@ -8,8 +8,8 @@ borders comes out whole.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Set
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import shapely

@@ -1,12 +1,10 @@
 """`thawslump:export_labels`: the Processing front end of analysis.label_export.export_labels."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
@@ -16,24 +14,30 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorLayer,
-    QgsProviderRegistry,
 )
 
-from .evaluate_algorithm import _report, vector_layer_file
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, raster_file_path, vector_layer_file
 
 UNREVIEWED_CHOICES = ("positive", "negative", "ignore")
 
 
-def _raster_file(layer) -> str:
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(f"Layer {layer.name()} is not a file-based raster; save it as a GeoTIFF first.")
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
-    if not Path(path).exists():
-        raise QgsProcessingException(f"The file behind layer {layer.name()} was not found ({path}).")
-    return path
-
-
-class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
+class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
+    NAME = "export_labels"
+    DISPLAY_NAME = "Export training labels (chips)"
+    GROUP = "Review and training"
+    GROUP_ID = "review"
+    HELP = (
+        "Cuts training chips from an image and labelled polygons: georeferenced GeoTIFF image chips on "
+        "the image grid (resampled when a GSD is given; default the checkpoint's, else the image's), "
+        "uint8 masks (0 background, 1 slump, 255 ignore/nodata) and manifest.csv, the format the "
+        "training reads.\n\n"
+        "Labels: a reviewed detection layer (review = rejected becomes a negative example) or any "
+        "polygon layer with an optional TrainClass field (Positive/Negative, as ARTS). Positive chips "
+        "are centred on slumps with BUFFER metres of context (the paper used 300 m); negative chips on "
+        "rejected polygons; background chips at random away from slumps. Train/val are split by "
+        "spatial group so overlapping chips never straddle the split. An ARTS-schema GeoJSON of the "
+        "labels (labels_arts.geojson) is written beside the chips."
+    )
     IMAGE = "IMAGE"
     LABELS = "LABELS"
     OUTPUT = "OUTPUT"
@@ -47,38 +51,6 @@ class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
     CREATOR_LAB = "CREATOR_LAB"
     BASE_MAP_DATE = "BASE_MAP_DATE"
     SEED = "SEED"
-
-    def name(self) -> str:
-        return "export_labels"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Export training labels (chips)"
-
-    def group(self) -> str:
-        return "Review and training"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "review"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return (
-            "Cuts training chips from an image and labelled polygons: georeferenced GeoTIFF image chips on "
-            "the image grid (resampled when a GSD is given; default the checkpoint's, else the image's), "
-            "uint8 masks (0 background, 1 slump, 255 ignore/nodata) and manifest.csv, the format the "
-            "training reads.\n\n"
-            "Labels: a reviewed detection layer (review = rejected becomes a negative example) or any "
-            "polygon layer with an optional TrainClass field (Positive/Negative, as ARTS). Positive chips "
-            "are centred on slumps with BUFFER metres of context (the paper used 300 m); negative chips on "
-            "rejected polygons; background chips at random away from slumps. Train/val are split by "
-            "spatial group so overlapping chips never straddle the split. An ARTS-schema GeoJSON of the "
-            "labels (labels_arts.geojson) is written beside the chips."
-        )
-
-    def flags(self):
-        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
-
-    def createInstance(self) -> "ExportLabelsAlgorithm":  # noqa: N802
-        return ExportLabelsAlgorithm()
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         number = QgsProcessingParameterNumber
@@ -102,8 +74,6 @@ class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
         from ..analysis.label_export import export_labels
-        from ..engine.errors import Cancelled, UserError
-        from ..engine.progress import Progress
 
         image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
         labels = self.parameterAsVectorLayer(parameters, self.LABELS, context)
@@ -118,12 +88,12 @@ class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"Bands must be comma-separated numbers like 1,2,3; got {bands_text!r}.") from None
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
-        progress = Progress(
-            callback=lambda fraction, message: _report(feedback, fraction, message), is_cancelled=feedback.isCanceled
-        )
-        try:
-            summary = export_labels(
-                _raster_file(image), labels_path, output, labels_layer=labels_layer, gsd_m=gsd,
+        image_path = raster_file_path(image)
+        progress = feedback_progress(feedback)
+        summary = call_engine(
+            feedback,
+            lambda: export_labels(
+                image_path, labels_path, output, labels_layer=labels_layer, gsd_m=gsd,
                 chip_size_px=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
                 buffer_m=self.parameterAsDouble(parameters, self.BUFFER, context),
                 negatives_per_positive=self.parameterAsDouble(parameters, self.NEGATIVES_PER_POSITIVE, context),
@@ -132,11 +102,10 @@ class ExportLabelsAlgorithm(QgsProcessingAlgorithm):
                 seed=self.parameterAsInt(parameters, self.SEED, context), progress=progress,
                 checkpoint_path=checkpoint, bands=bands,
                 unreviewed=UNREVIEWED_CHOICES[self.parameterAsEnum(parameters, self.UNREVIEWED, context)],
-            )
-        except UserError as err:
-            raise QgsProcessingException(str(err)) from None
-        except Cancelled:
-            feedback.reportError("Cancelled: the chip folder is incomplete.")
+            ),
+            "Cancelled: the chip folder is incomplete.",
+        )
+        if summary is None:
             return {}
         feedback.pushInfo(
             f"{summary.n_chips} chips at {summary.gsd_m:g} m: {summary.n_positive_chips} slump, {summary.n_negative_chips} "

@@ -13,7 +13,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsFields,
     QgsProcessing,
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
@@ -22,39 +21,25 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, qgis_attribute, qgis_fields, raster_file_path
 
-class MorphometryAlgorithm(QgsProcessingAlgorithm):
+
+class MorphometryAlgorithm(ThawSlumpAlgorithm):
+    NAME = "morphometry"
+    DISPLAY_NAME = "Slump morphometry"
+    GROUP = "Analysis"
+    GROUP_ID = "analysis"
+    HELP = (
+        "Adds shape fields (area, perimeter, circularity 4\u03c0A/P\u00b2, length, width, elongation, "
+        "orientation, solidity, holes) in true metres and, with a DEM in any CRS, terrain fields: elevation, "
+        "relief, slope (Zevenbergen & Thorne, as SAGA), circular mean aspect, facing, northness, TPI with a "
+        "100 m radius (metres and standardised as SAGA's) and potential incoming solar radiation "
+        "(daily mean kWh/m\u00b2, 1 May - 31 Aug, 70 % transmittance). Polygons off the DEM get empty values."
+    )
     INPUT = "INPUT"
     DEM = "DEM"
     SOLAR = "SOLAR"
     OUTPUT = "OUTPUT"
-
-    def name(self) -> str:
-        return "morphometry"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Slump morphometry"
-
-    def group(self) -> str:
-        return "Analysis"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "analysis"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return (
-            "Adds shape fields (area, perimeter, circularity 4\u03c0A/P\u00b2, length, width, elongation, "
-            "orientation, solidity, holes) in true metres and, with a DEM in any CRS, terrain fields: elevation, "
-            "relief, slope (Zevenbergen & Thorne, as SAGA), circular mean aspect, facing, northness, TPI with a "
-            "100 m radius (metres and standardised as SAGA's) and potential incoming solar radiation "
-            "(daily mean kWh/m\u00b2, 1 May - 31 Aug, 70 % transmittance). Polygons off the DEM get empty values."
-        )
-
-    def flags(self):
-        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
-
-    def createInstance(self) -> "MorphometryAlgorithm":  # noqa: N802
-        return MorphometryAlgorithm()
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(self.INPUT, "Slump polygons", [QgsProcessing.TypeVectorPolygon]))
@@ -66,30 +51,24 @@ class MorphometryAlgorithm(QgsProcessingAlgorithm):
         from shapely import wkb
 
         from ..analysis.morphometry import MORPHOMETRY_FIELDS, morphometry_for_geometries
-        from ..engine.errors import Cancelled, UserError
-        from ..engine.progress import Progress
-        from .detect_algorithm import qgis_attribute, qgis_fields
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException("Choose a polygon layer.")
         dem_layer = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        dem_path = dem_layer.source() if dem_layer is not None else None
+        dem_path = raster_file_path(dem_layer) if dem_layer is not None else None
         crs: QgsCoordinateReferenceSystem = source.sourceCrs()
         features = [f for f in source.getFeatures() if f.hasGeometry()]
         geoms = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
-        progress = Progress(lambda fraction, message: feedback.setProgress(100.0 * fraction), feedback.isCanceled)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                records = morphometry_for_geometries(
-                    geoms, crs.toWkt(), dem_path, progress, solar_radiation=self.parameterAsBool(parameters, self.SOLAR, context)
-                )
-            for w in caught:
-                feedback.pushWarning(str(w.message))
-        except UserError as err:
-            raise QgsProcessingException(str(err))
-        except Cancelled:
+        solar = self.parameterAsBool(parameters, self.SOLAR, context)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            records = call_engine(
+                feedback, lambda: morphometry_for_geometries(geoms, crs.toWkt(), dem_path, feedback_progress(feedback), solar_radiation=solar)
+            )
+        for w in caught:
+            feedback.pushWarning(str(w.message))
+        if records is None:
             return {}
         fields = QgsFields()
         added = qgis_fields(MORPHOMETRY_FIELDS)
