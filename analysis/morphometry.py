@@ -236,35 +236,34 @@ def _cell_statistics(z, slope, aspect, tpi_values, stats) -> Dict[str, object]:
 
 
 def _solar_for_group(masks, latitudes, dem: MetricDem, r0: int, c0: int, shape, results, settings) -> None:
-    """pisr_mean of each polygon: horizons traced on a window reaching max_distance_m
+    """pisr_mean of each polygon: SAGA's shadows replayed on a window reaching max_distance_m
     beyond the group's window, then the daily insolation of each polygon's cells."""
     reach = int(math.ceil(settings.max_distance_m / dem.cellsize_m))
-    # the horizon window: clipped to the DEM (nothing beyond it can cast a shadow)
+    # the shadow window: clipped to the DEM (nothing beyond it can cast a shadow)
     h_r0, h_c0 = max(r0 - reach, 0), max(c0 - reach, 0)
     h_r1, h_c1 = min(r0 + shape[0] + reach, dem.height), min(c0 + shape[1] + reach, dem.width)
     z_big = dem.read(h_r0, h_c0, h_r1 - h_r0, h_c1 - h_c0)
-    slope, aspect = slope_aspect(z_big, dem.cellsize_m)
     union = np.zeros(shape, dtype=bool)
     for m in masks.values():
         union |= m
     rows, cols = np.nonzero(union)
     rows_big, cols_big = rows + (r0 - h_r0), cols + (c0 - h_c0)
-    horizon = solar.horizon_tangents(z_big, rows_big, cols_big, dem.cellsize_m, settings.n_directions, settings.max_distance_m)
+    slope, aspect = slope_aspect(z_big, dem.cellsize_m)  # the window is clipped to the DEM: edges as SAGA's
+    cell_slope, cell_aspect = slope[rows_big, cols_big], aspect[rows_big, cols_big]
     cell_index = -np.ones(shape, dtype=np.int64)
     cell_index[rows, cols] = np.arange(rows.size)
-    elevation = z_big[rows_big, cols_big]
-    cell_slope, cell_aspect = slope[rows_big, cols_big], aspect[rows_big, cols_big]
-    # polygons of the group share their cells' horizons; the Sun is taken at each polygon's
-    # latitude (rounded to 0.01 deg, so nearby polygons share one table of sun positions)
+    # the Sun is taken at each polygon's latitude (rounded to 0.01 deg, so nearby polygons
+    # share one table of sun positions), or at the one latitude the settings fix
     by_latitude: Dict[float, List[int]] = defaultdict(list)
     for i in masks:
-        by_latitude[round(latitudes[i], 2)].append(i)
+        latitude = settings.latitude_deg if settings.latitude_deg is not None else round(latitudes[i], 2)
+        by_latitude[latitude].append(i)
     for latitude, members in by_latitude.items():
         table = solar.sun_table(latitude, settings)
         wanted = np.unique(np.concatenate([cell_index[masks[i]] for i in members]))
         daily = np.full(rows.size, np.nan)
         daily[wanted] = solar.daily_insolation(
-            elevation[wanted], cell_slope[wanted], cell_aspect[wanted], horizon[wanted], table, settings
+            z_big, rows_big[wanted], cols_big[wanted], cell_slope[wanted], cell_aspect[wanted], dem.cellsize_m, table, settings
         )
         for i in members:
             values = daily[cell_index[masks[i]]]

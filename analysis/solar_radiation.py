@@ -17,16 +17,26 @@ from terrain.slope_aspect, Zevenbergen & Thorne, as SAGA); h the Sun's height in
 after Oke (1988), SAGA's default when no sky-view grid is given. Both terms are clipped to
 [0, S0] and summed over the moments times the hour step.
 
-Sun positions: Meeus' low-precision solar coordinates (0.01 deg), for the latitude of each
-polygon (rounded to 0.01 deg) at longitude 0, so hours are local solar time as in SAGA's
-"constant latitude" mode. Hours run 0 <= t < 24 (SAGA also samples t = 24, which counts the
-next midnight twice during polar day).
+Moments: SAGA's loop, hours 0, 0.5, ..., 24 (both ends) of every sampled day. SAGA takes the
+Julian day of a moment as floor(JD(date + hour)) - 0.5 + hour / 24, which for hours before noon
+is the *previous* day's date at that hour; we do the same (checked on a flat DEM: SAGA's day
+sums agree to 1e-6). Sun positions after Meeus' low-precision solar coordinates (SAGA's
+SG_Get_Sun_Position), at longitude 0, so hours are local solar time as in SAGA's
+"constant latitude" mode; the latitude is each polygon's (rounded to 0.01 deg) unless
+`SolarSettings.latitude_deg` fixes one for the whole layer, as SAGA's LATITUDE does.
 
-Shadows: a cell is in shadow when the terrain towards the Sun rises above the Sun, i.e. when
-the horizon angle in the Sun's azimuth exceeds its height. Horizon angles are traced once
-per cell in `n_directions` azimuths, stepping one cell along the major axis and reading the
-nearest cell as SAGA's 'slim' shadow tracing does, up to `max_distance_m`; the horizon in
-the Sun's azimuth is interpolated between the two nearest traced azimuths.
+Shadows: SAGA's "slim" shadow (its default), replayed exactly for the cells we need. SAGA casts,
+for every moment, a ray from every DEM cell away from the Sun: one cell per step along the
+major axis (the minor axis advances by the tangent ratio, the cell is taken by rounding), the
+ray height dropping tan(h) * step length per step; every cell the ray passes over (ray height
+>= cell elevation) is shaded, and the ray stops at the first cell above it (nodata cells are
+passed over) or at the grid edge. Because the rounding is anchored at the source cell, a target
+X is shaded at step k by exactly one source S_k = X - offset_k, and only if S_k's own ray is not
+stopped before reaching X; `saga_shadow` checks the candidate sources nearest first and replays
+the ray of each candidate. Rays start within the window handed in (the DEM clipped to
+`max_distance_m` around the polygons; on a DEM smaller than that, the whole DEM as in SAGA).
+This is exact except at ties of the rounding and at the DEM's west and south edge rows, where
+SAGA's truncation of -0.5 to 0 lets a ray sample the edge twice.
 """
 from __future__ import annotations
 
@@ -34,11 +44,11 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-KWH_CHUNK_CELLS = 256  # cells per vectorised block of (cells x moments) arrays
+SHADOW_CHUNK_CELLS = 4096  # target cells per vectorised block of (cells x steps) arrays
 
 # Optical air mass for zenith angles 60..91 deg in 1 deg steps (List 1968, p. 422; TAPES-G)
 _AIR_MASS_TABLE = np.array([
@@ -56,8 +66,8 @@ class SolarSettings:
     transmittance: float = 0.70
     solar_constant_w: float = 1367.0
     pressure_mbar: float = 1013.0
-    n_directions: int = 64
-    max_distance_m: float = 20_000.0
+    max_distance_m: float = 20_000.0  # how far beyond the polygons shadow-casting terrain is read
+    latitude_deg: Optional[float] = None  # one latitude for all polygons (SAGA's LATITUDE); None: each polygon's
 
     @property
     def days(self) -> list:
@@ -110,16 +120,29 @@ def sun_position(jd: np.ndarray, latitude_rad: float, longitude_rad: float = 0.0
     return height, np.mod(azimuth, 2 * np.pi)
 
 
+def saga_moments(settings: "SolarSettings") -> Tuple[np.ndarray, np.ndarray]:
+    """Julian days and days of year of SAGA's moments: hours 0..24 inclusive of each sampled
+    day, the Julian day taken as SAGA does (floor(JD) - 0.5 + hour/24, see the module doc)."""
+    hours = []
+    hour = 0.0
+    while hour <= 24.0:  # SAGA: for(Hour=Hour_A; Hour<=Hour_B; Hour+=dHour)
+        hours.append(hour)
+        hour += settings.hour_step
+    jd, doy = [], []
+    for day in settings.days:
+        for h in hours:
+            jd.append(math.floor(julian_day(day, h)) - 0.5 + h / 24.0)
+            doy.append(day.timetuple().tm_yday)
+    return np.array(jd), np.array(doy, dtype=np.float64)
+
+
 @lru_cache(maxsize=256)
 def sun_table(latitude_deg: float, settings: SolarSettings = SolarSettings()) -> SunTable:
-    days = settings.days
-    hours = np.arange(0.0, 24.0 - 1e-9, settings.hour_step)
-    jd = np.array([julian_day(d, h) for d in days for h in hours])
-    doy = np.repeat([d.timetuple().tm_yday for d in days], len(hours)).astype(np.float64)
+    jd, doy = saga_moments(settings)
     height, azimuth = sun_position(jd, math.radians(latitude_deg))
     s0 = settings.solar_constant_w / 1000.0 * (1.0 + 0.03344 * np.cos(doy * 2.0 * np.pi / 365.25 - 0.048869))
     up = height > 0
-    return SunTable(height[up], azimuth[up], s0[up], len(days), settings.hour_step)
+    return SunTable(height[up], azimuth[up], s0[up], len(settings.days), settings.hour_step)
 
 
 def optical_air_mass(height: np.ndarray) -> np.ndarray:
@@ -129,87 +152,129 @@ def optical_air_mass(height: np.ndarray) -> np.ndarray:
     return np.where(height > math.radians(30.0), 1.0 / np.sin(height), table)
 
 
-def horizon_tangents(
-    z: np.ndarray, rows: np.ndarray, cols: np.ndarray, cellsize_m: float, n_directions: int, max_distance_m: float
-) -> np.ndarray:
-    """tan(horizon angle) seen from the given cells of z in n_directions azimuths
-    (column j: azimuth 2 pi j / n, clockwise from north); -inf where nothing is above.
 
-    Traces one cell per step along the major axis and reads the nearest cell, as SAGA's
-    slim shadow; NaN cells are skipped; a direction stops at the window edge, at
-    max_distance_m, or when no cell of the window could raise any horizon any more.
-    """
+
+# --- SAGA's slim shadow, replayed for the target cells --------------------------------
+_EPSILON = 0.0001  # SAGA's tolerance for "diagonal" and "axis-parallel" rays
+
+
+def shadow_step(height: float, azimuth: float) -> Tuple[float, float, float]:
+    """SAGA's ray step away from the Sun (Get_Shade_Params): (dx east, dy north) with the
+    major component +-1, and the length of a step in cells (to scale the drop tan(h))."""
+    direction = azimuth + math.pi
+    dx, dy = math.sin(direction), math.cos(direction)
+    if abs(dx) - abs(dy) > _EPSILON:
+        dy /= abs(dx)
+        dx = -1.0 if dx < 0 else 1.0
+    elif abs(dy) - abs(dx) > _EPSILON:
+        dx /= abs(dy)
+        dy = -1.0 if dy < 0 else 1.0
+    else:
+        dx = -1.0 if dx < 0 else 1.0
+        dy = -1.0 if dy < 0 else 1.0
+    return dx, dy, math.hypot(dx, dy)
+
+
+def saga_shadow(
+    z: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: float, azimuth: float, cellsize_m: float,
+    z_top: Optional[float] = None,
+) -> np.ndarray:
+    """True for the target cells (rows, cols of z; row 0 is north) that SAGA's slim shadow
+    marks as shaded for a Sun at (height, azimuth) radians; z is NaN for nodata and rays
+    start only within z (see the module docstring)."""
     n = rows.size
-    out = np.full((n, n_directions), -np.inf, dtype=np.float64)
-    if n == 0:
-        return out
-    height, width = z.shape
+    shaded = np.zeros(n, dtype=bool)
+    if n == 0 or height <= 0:
+        return shaded
+    nrows, ncols = z.shape
+    dx, dy, step_cells = shadow_step(height, azimuth)
+    drop = math.tan(height) * step_cells * cellsize_m  # the ray's drop per step (SAGA's dz)
     z0 = z[rows, cols]
-    z_top = np.nanmax(z)
-    for j in range(n_directions):
-        azimuth = 2.0 * math.pi * j / n_directions
-        dx, dn = math.sin(azimuth), math.cos(azimuth)
-        major = max(abs(dx), abs(dn))
-        dx, dn = dx / major, dn / major
-        step_m = math.hypot(dx, dn) * cellsize_m
-        best = out[:, j]
-        max_steps = int(max_distance_m / step_m)
-        active = np.ones(n, dtype=bool)
-        for k in range(1, max_steps + 1):
-            r = rows - int(math.floor(k * dn + 0.5))  # north is up: rows decrease
-            c = cols + int(math.floor(k * dx + 0.5))
-            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-            active &= inside
-            if not active.any():
-                break
-            idx = np.flatnonzero(active)
-            v = z[r[idx], c[idx]]
-            tangent = (v - z0[idx]) / (k * step_m)
-            better = tangent > best[idx]  # NaN compares False, so nodata is skipped
-            best[idx[better]] = tangent[better]
-            if k % 8 == 0:
-                # nothing beyond this distance can beat the current horizon
-                active &= (z_top - z0) / (k * step_m) > best
-        out[:, j] = best
-    return out
+    if z_top is None:
+        z_top = float(np.nanmax(z))
+    # beyond k_max steps even the highest cell's ray has dropped below every target
+    k_max = min(max(nrows, ncols), int(math.ceil((z_top - np.nanmin(z0)) / drop)) + 1) if np.isfinite(z0).any() else 0
+    if k_max < 1:
+        return shaded
+    k = np.arange(k_max + 1)
+    # cell offsets of a ray after k steps, in SAGA's axes (y north): (int)(x + 0.5 + k dx)
+    off_x = np.floor(0.5 + k * dx).astype(np.int64)
+    off_y = np.floor(0.5 + k * dy).astype(np.int64)
+    # source S_k of target X in array axes (row = south): X - offset_k
+    src_dr, src_dc = off_y[1:], -off_x[1:]
+    for start in range(0, n, SHADOW_CHUNK_CELLS):
+        part = slice(start, min(start + SHADOW_CHUNK_CELLS, n))
+        r, c, zt = rows[part], cols[part], z0[part]
+        sr = r[:, None] + src_dr[None, :]
+        sc = c[:, None] + src_dc[None, :]
+        inside = (sr >= 0) & (sr < nrows) & (sc >= 0) & (sc < ncols)
+        z_src = np.full(sr.shape, np.nan)
+        z_src[inside] = z[sr[inside], sc[inside]]
+        with np.errstate(invalid="ignore"):
+            candidate = z_src - k[None, 1:] * drop >= zt[:, None]  # NaN (nodata, off the window) is False
+        candidate[~np.isfinite(zt)] = False
+        result = np.zeros(zt.size, dtype=bool)
+        todo = candidate.any(axis=1)
+        while todo.any():
+            idx = np.flatnonzero(todo)
+            first = np.argmax(candidate[idx], axis=1)  # nearest candidate source: k = first + 1
+            kk = first + 1
+            # replay the source's ray over steps j = 1 .. k-1: stopped where a cell rises above it
+            j = np.arange(1, int(kk.max()))
+            if j.size:
+                pr = sr[idx, first][:, None] - off_y[j][None, :]
+                pc = sc[idx, first][:, None] + off_x[j][None, :]
+                on_path = j[None, :] < kk[:, None]
+                pr = np.where(on_path, pr, r[idx][:, None])
+                pc = np.where(on_path, pc, c[idx][:, None])
+                ray = z_src[idx, first][:, None] - j[None, :] * drop
+                with np.errstate(invalid="ignore"):
+                    blocked = (on_path & (z[pr, pc] > ray)).any(axis=1)  # nodata (NaN) never blocks
+            else:
+                blocked = np.zeros(idx.size, dtype=bool)
+            result[idx[~blocked]] = True
+            candidate[idx[~blocked]] = False
+            candidate[idx[blocked], first[blocked]] = False
+            todo = candidate.any(axis=1)
+        shaded[part] = result
+    return shaded
 
 
 def daily_insolation(
-    elevation: np.ndarray,
+    z: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
     slope: np.ndarray,
     aspect: np.ndarray,
-    horizon: np.ndarray,
+    cellsize_m: float,
     table: SunTable,
     settings: SolarSettings = SolarSettings(),
 ) -> np.ndarray:
-    """Mean daily potential incoming solar radiation (kWh/m2) of each cell."""
-    n = elevation.size
+    """Mean daily potential incoming solar radiation (kWh/m2) of the cells (rows, cols) of
+    the elevation window z, whose slope and aspect (radians) are given per cell."""
+    n = rows.size
     result = np.full(n, np.nan)
-    if n == 0 or table.height.size == 0:
-        return np.where(np.isnan(elevation), np.nan, 0.0) if n else result
-    h, az, s0 = table.height, table.azimuth, table.solar_constant_kw
-    sin_h, cos_h, tan_h = np.sin(h), np.cos(h), np.tan(h)
-    sun_east, sun_north = cos_h * np.sin(az), cos_h * np.cos(az)
-    air_mass = optical_air_mass(h)
-    log_tau = math.log(settings.transmittance)
-    # horizon interpolation between the two traced azimuths around the Sun's
-    position = az / (2.0 * math.pi / settings.n_directions)
-    j0 = np.floor(position).astype(int) % settings.n_directions
-    j1 = (j0 + 1) % settings.n_directions
-    w1 = position - np.floor(position)
-    for start in range(0, n, KWH_CHUNK_CELLS):
-        sl = slice(start, min(start + KWH_CHUNK_CELLS, n))
-        s = slope[sl][:, None]
-        a = np.nan_to_num(aspect[sl], nan=0.0)[:, None]  # flat cells: sin(slope) = 0 anyway
-        cos_incidence = np.cos(s) * sin_h + np.sin(s) * (np.sin(a) * sun_east + np.cos(a) * sun_north)
-        hz = horizon[sl]
-        shaded = hz[:, j0] * (1.0 - w1) + hz[:, j1] * w1 >= tan_h
-        pressure = settings.pressure_mbar / 10.0 ** (elevation[sl] * 5.4667e-5) / 1013.0
-        direct_share = np.exp(log_tau * pressure[:, None] * air_mass[None, :])
-        direct = np.where(shaded | (cos_incidence <= 0), 0.0, cos_incidence * direct_share * s0)
-        svf = (1.0 + np.cos(s)) / 2.0
-        diffuse = s0 * (0.271 - 0.294 * direct_share) * h * svf
-        total = np.clip(direct, 0.0, s0) + np.clip(diffuse, 0.0, s0)
-        result[sl] = total.sum(axis=1) * table.hour_step / table.n_days
+    if n == 0:
+        return result
+    elevation = z[rows, cols]
+    total = np.zeros(n)
+    if table.height.size:
+        z_top = float(np.nanmax(z))
+        cos_s, sin_s = np.cos(slope), np.sin(slope)
+        a = np.nan_to_num(aspect, nan=0.0)  # flat cells: sin(slope) = 0 anyway
+        sin_a, cos_a = np.sin(a), np.cos(a)
+        svf = (1.0 + cos_s) / 2.0  # Oke (1988), SAGA's local sky view factor
+        pressure = settings.pressure_mbar / 10.0 ** (elevation * 5.4667e-5) / 1013.0
+        air_mass = optical_air_mass(table.height)
+        log_tau = math.log(settings.transmittance)
+        for h, az, s0, m in zip(table.height, table.azimuth, table.solar_constant_kw, air_mass):
+            sin_h, cos_h = math.sin(h), math.cos(h)
+            cos_incidence = cos_s * sin_h + sin_s * cos_h * (sin_a * math.sin(az) + cos_a * math.cos(az))
+            direct_share = np.exp(log_tau * pressure * m)
+            shaded = saga_shadow(z, rows, cols, h, az, cellsize_m, z_top)
+            direct = np.where(shaded | (cos_incidence <= 0), 0.0, cos_incidence * direct_share * s0)
+            diffuse = s0 * (0.271 - 0.294 * direct_share) * h * svf  # SAGA 8.5 scales by h (radians)
+            total += np.clip(direct, 0.0, s0) + np.clip(diffuse, 0.0, s0)
+    result = total * table.hour_step / table.n_days
     result[np.isnan(elevation) | np.isnan(slope)] = np.nan
     return result
