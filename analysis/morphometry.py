@@ -2,9 +2,11 @@
 
 The one function every front end calls: `compute_morphometry` (file in, file out) or
 `morphometry_for_geometries` (in memory, for the dock and detection). Terrain is computed
-window by window: polygons are grouped by the DEM tile their centre falls in, each group
-reads its window plus the halo the 3x3 and TPI kernels need (and, for shadows, the horizon
-search distance), so memory stays bounded whatever the DEM size.
+in one pass over the DEM in blocks of BLOCK_CELLS square: each block is read once with the
+polygons whose box centre falls in it and the halo the 3x3 and TPI kernels need; its TPI
+serves the polygons and the whole-DEM TPI statistics at once (see terrain_statistics). Solar
+radiation reads, per block, the terrain within max_distance_m that can cast shadows. Memory
+stays bounded whatever the DEM size.
 
 A polygon's terrain statistics use the DEM cells whose centres fall inside it (cells of a
 polygon smaller than a cell: the one cell under its representative point). Polygons off the
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import rasterio
 import shapely
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import geometry_mask
 from rasterio.transform import rowcol
@@ -33,7 +37,7 @@ from ..engine.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 from . import solar_radiation as solar
 from .shape_metrics import SHAPE_FIELDS, shape_metrics
-from .terrain import TPI_RADIUS_M, MetricDem, open_metric_dem, slope_aspect, tpi, tpi_halo, tpi_statistics
+from .terrain import TPI_RADIUS_M, MetricDem, TpiStatistics, open_metric_dem, slope_aspect, tpi, tpi_halo
 
 TERRAIN_FIELDS: Dict[str, str] = {
     "elev_mean": "float",
@@ -52,7 +56,8 @@ TERRAIN_FIELDS: Dict[str, str] = {
 MORPHOMETRY_FIELDS: Dict[str, str] = {**SHAPE_FIELDS, **TERRAIN_FIELDS}
 
 FACING_NAMES = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
-GROUP_TILE_CELLS = 512  # polygons are processed in groups per DEM tile of this many cells
+BLOCK_CELLS = 512  # the DEM is read in blocks of this many cells square (plus halo): bounded memory
+GDAL_CACHE_MB = 64
 
 
 class MorphometryWarning(UserWarning):
@@ -115,20 +120,39 @@ def terrain_statistics(
     solar_radiation: bool = True,
     solar_settings: solar.SolarSettings = solar.SolarSettings(),
 ) -> List[Dict[str, object]]:
+    """Terrain fields of every polygon in ONE pass over the DEM, block by block.
+
+    Each block of BLOCK_CELLS x BLOCK_CELLS cells is read once, with the polygons assigned
+    to it (by the centre of their bounding box) and the TPI/3x3 halo. Its TPI feeds both the
+    polygons' statistics and the whole-DEM TPI mean and standard deviation (summed over the
+    block's own cells only, so each DEM cell counts once); the standardised TPI of a polygon
+    is linear in its mean TPI, so it is applied once the pass is over. Slope and aspect are
+    computed only on each polygon's bounding box (plus one cell)."""
     results = [empty_terrain() for _ in geoms]
-    with open_metric_dem(dem_path) as dem:
-        stats = tpi_statistics(dem, TPI_RADIUS_M, progress.sub(0.0, 0.3))
+    # one GDAL environment for the whole pass (rasterio otherwise sets one up per rasterize
+    # call), with a bounded block cache: each DEM block is read once, so GDAL's default cache
+    # (5 % of the RAM) would only hold memory
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), open_metric_dem(dem_path) as dem:
         on_grid = [reproject_geometry(g, crs, dem.crs) for g in geoms]
         latitudes = _latitudes(on_grid, dem.crs)
-        groups = _group_by_tile(on_grid, dem)
+        bounds = _pixel_bounds_all(on_grid, dem)
+        blocks = _assign_blocks(bounds, dem)
         halo = tpi_halo(TPI_RADIUS_M, dem.cellsize_m) + 2
-        work = progress.sub(0.3, 1.0)
+        accumulator = TpiAccumulator()
+        n_blocks = math.ceil(dem.height / BLOCK_CELLS) * math.ceil(dem.width / BLOCK_CELLS)
         done = 0
-        for indices in groups.values():
-            work.check_cancelled()
-            _terrain_for_group(indices, on_grid, latitudes, dem, halo, stats, results, solar_radiation, solar_settings)
-            done += len(indices)
-            work.report(done / len(geoms), "terrain")
+        for block_row in range(0, dem.height, BLOCK_CELLS):
+            for block_col in range(0, dem.width, BLOCK_CELLS):
+                progress.check_cancelled()
+                members = blocks.get((block_row // BLOCK_CELLS, block_col // BLOCK_CELLS), [])
+                _terrain_for_block(block_row, block_col, members, on_grid, bounds, latitudes, dem, halo,
+                                   accumulator, results, solar_radiation, solar_settings)
+                done += 1
+                progress.report(done / n_blocks, "terrain")
+        stats = accumulator.statistics()
+        for record in results:
+            if record["tpi_mean"] is not None and stats.std > 0:
+                record["tpi_std_mean"] = float(stats.standardise(np.array([record["tpi_mean"]]))[0])
     missing = [i for i, r in enumerate(results) if r["elev_mean"] is None]
     if missing:
         shown = ", ".join(str(i + 1) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -149,23 +173,37 @@ def _latitudes(geoms: Sequence[BaseGeometry], crs: CRS) -> List[float]:
     return [float(v) for v in lats]
 
 
-def _group_by_tile(geoms: Sequence[BaseGeometry], dem: MetricDem) -> Dict[tuple, List[int]]:
-    groups: Dict[tuple, List[int]] = defaultdict(list)
+def _pixel_bounds_all(geoms: Sequence[BaseGeometry], dem: MetricDem) -> np.ndarray:
+    """(row0, col0, row1, col1) cell bounds of each geometry's bounding box (rows grow south);
+    row1/col1 exclusive, at least one cell; -1 rows for empty geometries."""
+    out = np.full((len(geoms), 4), -1, dtype=np.int64)
+    if not len(geoms):
+        return out
+    box = shapely.bounds(np.array(geoms, dtype=object))  # xmin, ymin, xmax, ymax (NaN when empty)
     inverse = ~dem.transform
-    for i, g in enumerate(geoms):
-        if g.is_empty:
+    corners_x = box[:, [0, 2, 0, 2]]
+    corners_y = box[:, [1, 3, 3, 1]]
+    cols = inverse.a * corners_x + inverse.b * corners_y + inverse.c
+    rows = inverse.d * corners_x + inverse.e * corners_y + inverse.f
+    ok = np.isfinite(box).all(axis=1)
+    out[ok, 0] = np.floor(rows[ok].min(axis=1))
+    out[ok, 1] = np.floor(cols[ok].min(axis=1))
+    out[ok, 2] = np.maximum(np.ceil(rows[ok].max(axis=1)), out[ok, 0] + 1)
+    out[ok, 3] = np.maximum(np.ceil(cols[ok].max(axis=1)), out[ok, 1] + 1)
+    return out
+
+
+def _assign_blocks(bounds: np.ndarray, dem: MetricDem) -> Dict[tuple, List[int]]:
+    """Polygons touching the DEM, keyed by the block holding the centre of their box
+    (clipped to the DEM); polygons off the DEM keep their empty values."""
+    blocks: Dict[tuple, List[int]] = defaultdict(list)
+    for i, (r0, c0, r1, c1) in enumerate(bounds.tolist()):
+        if r1 <= 0 or c1 <= 0 or r0 >= dem.height or c0 >= dem.width or (r0 == -1 and r1 == -1):
             continue
-        p = g.representative_point()
-        col, row = inverse * (p.x, p.y)
-        groups[(int(math.floor(row / GROUP_TILE_CELLS)), int(math.floor(col / GROUP_TILE_CELLS)))].append(i)
-    return groups
-
-
-def _pixel_bounds(geom: BaseGeometry, dem: MetricDem) -> tuple:
-    xmin, ymin, xmax, ymax = geom.bounds
-    inverse = ~dem.transform
-    cols, rows = zip(*(inverse * (x, y) for x, y in ((xmin, ymin), (xmax, ymax), (xmin, ymax), (xmax, ymin))))
-    return int(math.floor(min(rows))), int(math.floor(min(cols))), int(math.ceil(max(rows))), int(math.ceil(max(cols)))
+        row = min(max((r0 + r1) // 2, 0), dem.height - 1)
+        col = min(max((c0 + c1) // 2, 0), dem.width - 1)
+        blocks[(row // BLOCK_CELLS, col // BLOCK_CELLS)].append(i)
+    return blocks
 
 
 def polygon_cells(geom: BaseGeometry, transform, shape: tuple) -> np.ndarray:
@@ -180,93 +218,134 @@ def polygon_cells(geom: BaseGeometry, transform, shape: tuple) -> np.ndarray:
     return inside
 
 
-def _terrain_for_group(
-    indices: List[int],
+def _terrain_for_block(
+    block_row: int,
+    block_col: int,
+    members: List[int],
     geoms: Sequence[BaseGeometry],
+    bounds: np.ndarray,
     latitudes: Sequence[float],
     dem: MetricDem,
     halo: int,
-    stats,
+    accumulator: "TpiAccumulator",
     results: List[Dict[str, object]],
     solar_radiation: bool,
     solar_settings: solar.SolarSettings,
 ) -> None:
-    bounds = [_pixel_bounds(geoms[i], dem) for i in indices]
-    r0 = min(b[0] for b in bounds) - halo
-    c0 = min(b[1] for b in bounds) - halo
-    r1 = max(b[2] for b in bounds) + halo
-    c1 = max(b[3] for b in bounds) + halo
-    # polygons entirely off the DEM keep their empty values
-    if r1 <= 0 or c1 <= 0 or r0 >= dem.height or c0 >= dem.width:
-        return
+    block_r1 = min(block_row + BLOCK_CELLS, dem.height)
+    block_c1 = min(block_col + BLOCK_CELLS, dem.width)
+    # the window: the block and its polygons' boxes, plus the kernels' halo
+    r0, c0, r1, c1 = block_row, block_col, block_r1, block_c1
+    if members:
+        b = bounds[members]
+        r0, c0 = min(r0, int(b[:, 0].min())), min(c0, int(b[:, 1].min()))
+        r1, c1 = max(r1, int(b[:, 2].max())), max(c1, int(b[:, 3].max()))
+    r0, c0, r1, c1 = r0 - halo, c0 - halo, r1 + halo, c1 + halo
     z = dem.read(r0, c0, r1 - r0, c1 - c0)
     if np.isnan(z).all():
         return
-    transform = window_transform(Window(c0, r0, c1 - c0, r1 - r0), dem.transform)
-    slope, aspect = slope_aspect(z, dem.cellsize_m)
     tpi_m = tpi(z, dem.cellsize_m, TPI_RADIUS_M)
-    masks: Dict[int, np.ndarray] = {}
-    for i in indices:
-        cells = polygon_cells(geoms[i], transform, z.shape) & ~np.isnan(z)
-        if cells.any():
-            masks[i] = cells
-            results[i].update(_cell_statistics(z[cells], slope[cells], aspect[cells], tpi_m[cells], stats))
-    if solar_radiation and masks:
-        _solar_for_group(masks, latitudes, dem, r0, c0, z.shape, results, solar_settings)
+    accumulator.add(tpi_m[block_row - r0 : block_r1 - r0, block_col - c0 : block_c1 - c0])
+    if not members:
+        return
+    transform = window_transform(Window(c0, r0, c1 - c0, r1 - r0), dem.transform)
+    cells: Dict[int, tuple] = {}
+    for i in members:
+        # the polygon's box in window coordinates, one more cell around it for the 3x3 kernel
+        pr0, pc0, pr1, pc1 = (int(v) for v in bounds[i])
+        pr0, pc0, pr1, pc1 = pr0 - r0, pc0 - c0, pr1 - r0, pc1 - c0
+        box_transform = transform * Affine.translation(pc0, pr0)
+        inside = polygon_cells(geoms[i], box_transform, (pr1 - pr0, pc1 - pc0))
+        z_box = z[pr0 - 1 : pr1 + 1, pc0 - 1 : pc1 + 1]
+        inside &= ~np.isnan(z_box[1:-1, 1:-1])
+        if not inside.any():
+            continue
+        slope, aspect = slope_aspect(z_box, dem.cellsize_m)
+        rows, cols = np.nonzero(inside)
+        results[i].update(_cell_statistics(
+            z_box[rows + 1, cols + 1], slope[rows + 1, cols + 1], aspect[rows + 1, cols + 1], tpi_m[rows + pr0, cols + pc0]
+        ))
+        cells[i] = (rows + pr0, cols + pc0)
+    if solar_radiation and cells:
+        _solar_for_group(cells, latitudes, dem, r0, c0, z, results, solar_settings)
 
 
-def _cell_statistics(z, slope, aspect, tpi_values, stats) -> Dict[str, object]:
+class TpiAccumulator:
+    """Running sums for the TPI's mean and population standard deviation over the DEM
+    (SAGA's STANDARD=1 standardises over the whole grid)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.n = 0
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[~np.isnan(values)]
+        self.total += float(values.sum())
+        self.total_sq += float(np.dot(values, values))
+        self.n += values.size
+
+    def statistics(self) -> TpiStatistics:
+        if self.n == 0:
+            return TpiStatistics(float("nan"), float("nan"), 0)
+        mean = self.total / self.n
+        return TpiStatistics(mean, math.sqrt(max(self.total_sq / self.n - mean * mean, 0.0)), self.n)
+
+
+def _cell_statistics(z, slope, aspect, tpi_values) -> Dict[str, object]:
     valid_aspect = aspect[~np.isnan(aspect)]
     mean_aspect = circular_mean_deg(valid_aspect)
     tpi_valid = tpi_values[~np.isnan(tpi_values)]
     tpi_mean = float(tpi_valid.mean()) if tpi_valid.size else None
+    slope_deg = np.degrees(slope)
     return {
         "elev_mean": float(z.mean()),
         "elev_min": float(z.min()),
         "elev_max": float(z.max()),
         "relief_m": float(z.max() - z.min()),
-        "slope_mean": float(np.degrees(slope).mean()),
-        "slope_max": float(np.degrees(slope).max()),
+        "slope_mean": float(slope_deg.mean()),
+        "slope_max": float(slope_deg.max()),
         "aspect_mean": mean_aspect,
         "facing": facing_of(mean_aspect),
         "northness": float(np.cos(valid_aspect).mean()) if valid_aspect.size else None,
         "tpi_mean": tpi_mean,
-        "tpi_std_mean": float(stats.standardise(np.array([tpi_mean]))[0]) if tpi_mean is not None and stats.std > 0 else None,
+        "tpi_std_mean": None,  # set once the whole DEM's TPI statistics are known
     }
 
 
-def _solar_for_group(masks, latitudes, dem: MetricDem, r0: int, c0: int, shape, results, settings) -> None:
-    """pisr_mean of each polygon: SAGA's shadows replayed on a window reaching max_distance_m
-    beyond the group's window, then the daily insolation of each polygon's cells."""
+def _solar_for_group(cells, latitudes, dem: MetricDem, r0: int, c0: int, z: np.ndarray, results, settings) -> None:
+    """pisr_mean of each polygon (cells: index -> (rows, cols) in the window z at r0, c0):
+    SAGA's shadows replayed on a window reaching max_distance_m beyond the group's window,
+    then the daily insolation of each polygon's cells."""
+    shape = z.shape
     reach = int(math.ceil(settings.max_distance_m / dem.cellsize_m))
     # the shadow window: clipped to the DEM (nothing beyond it can cast a shadow)
     h_r0, h_c0 = max(r0 - reach, 0), max(c0 - reach, 0)
     h_r1, h_c1 = min(r0 + shape[0] + reach, dem.height), min(c0 + shape[1] + reach, dem.width)
     z_big = dem.read(h_r0, h_c0, h_r1 - h_r0, h_c1 - h_c0)
-    union = np.zeros(shape, dtype=bool)
-    for m in masks.values():
-        union |= m
-    rows, cols = np.nonzero(union)
+    flat = {i: np.ravel_multi_index(rc, shape) for i, rc in cells.items()}
+    union = np.unique(np.concatenate(list(flat.values())))
+    rows, cols = np.unravel_index(union, shape)
     rows_big, cols_big = rows + (r0 - h_r0), cols + (c0 - h_c0)
-    slope, aspect = slope_aspect(z_big, dem.cellsize_m)  # the window is clipped to the DEM: edges as SAGA's
-    cell_slope, cell_aspect = slope[rows_big, cols_big], aspect[rows_big, cols_big]
-    cell_index = -np.ones(shape, dtype=np.int64)
-    cell_index[rows, cols] = np.arange(rows.size)
+    # slope and aspect from the block's window: its halo covers the 3x3 kernel and it is NaN
+    # beyond the DEM, so the values equal SAGA's on the whole grid
+    slope, aspect = slope_aspect(z, dem.cellsize_m)
+    cell_slope, cell_aspect = slope[rows, cols], aspect[rows, cols]
     # the Sun is taken at each polygon's latitude (rounded to 0.01 deg, so nearby polygons
     # share one table of sun positions), or at the one latitude the settings fix
     by_latitude: Dict[float, List[int]] = defaultdict(list)
-    for i in masks:
+    for i in cells:
         latitude = settings.latitude_deg if settings.latitude_deg is not None else round(latitudes[i], 2)
         by_latitude[latitude].append(i)
     for latitude, members in by_latitude.items():
         table = solar.sun_table(latitude, settings)
-        wanted = np.unique(np.concatenate([cell_index[masks[i]] for i in members]))
+        wanted = np.unique(np.searchsorted(union, np.concatenate([flat[i] for i in members])))
         daily = np.full(rows.size, np.nan)
         daily[wanted] = solar.daily_insolation(
             z_big, rows_big[wanted], cols_big[wanted], cell_slope[wanted], cell_aspect[wanted], dem.cellsize_m, table, settings
         )
         for i in members:
-            values = daily[cell_index[masks[i]]]
+            values = daily[np.searchsorted(union, flat[i])]
             values = values[~np.isnan(values)]
             results[i]["pisr_mean"] = float(values.mean()) if values.size else None
 

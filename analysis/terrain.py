@@ -19,7 +19,8 @@ TPI. Guisan et al. (1999) as SAGA's "Topographic Position Index" (ta_morphometry
 elevation minus the unweighted mean of all valid cells whose centres lie within the radius
 (the cell itself included), radius 100 m as in the paper. Standardised (SAGA STANDARD=1)
 divides the TPI minus its mean by its population standard deviation, both taken over the
-whole DEM, as SAGA does over the grid it is given.
+whole DEM, as SAGA does over the grid it is given (morphometry sums them block by block in
+its single pass over the DEM).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Tuple
 
 import numpy as np
 import rasterio
@@ -40,10 +41,8 @@ from rasterio.windows import Window
 
 from ..engine.errors import UserError
 from ..engine.measures import metres_per_unit
-from ..engine.progress import Progress
 
 TPI_RADIUS_M = 100.0
-STATS_STRIP_ROWS = 512  # rows per strip when streaming over the whole DEM
 
 
 @dataclass
@@ -221,27 +220,3 @@ class TpiStatistics:
         if not self.std > 0:
             return np.full_like(values, np.nan)
         return (values - self.mean) / self.std
-
-
-def tpi_statistics(dem: MetricDem, radius_m: float = TPI_RADIUS_M, progress: Optional[Progress] = None) -> TpiStatistics:
-    """Mean and population standard deviation of the TPI over the whole DEM, streamed in
-    strips so that memory stays bounded whatever the DEM size."""
-    progress = progress or Progress()
-    halo = tpi_halo(radius_m, dem.cellsize_m)
-    total = total_sq = 0.0
-    n = 0
-    for row0 in range(0, dem.height, STATS_STRIP_ROWS):
-        progress.check_cancelled()
-        nrows = min(STATS_STRIP_ROWS, dem.height - row0)
-        z = dem.read(row0 - halo, 0, nrows + 2 * halo, dem.width)
-        values = tpi(z, dem.cellsize_m, radius_m)[halo : halo + nrows]
-        values = values[~np.isnan(values)]
-        total += float(values.sum())
-        total_sq += float(np.square(values).sum())
-        n += values.size
-        progress.report((row0 + nrows) / dem.height, "TPI statistics")
-    if n == 0:
-        return TpiStatistics(float("nan"), float("nan"), 0)
-    mean = total / n
-    variance = max(total_sq / n - mean * mean, 0.0)
-    return TpiStatistics(mean, math.sqrt(variance), n)
