@@ -17,7 +17,7 @@ from thaw_slump_mapper.model.training import _evaluate_pixels, cancelled_best_pa
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 from thaw_slump_mapper.tests.training_helpers import make_chip_folder
 
-QUICK = dict(batch_size=4, crop_size=64, steps_per_epoch=6, calibration_chips=2, threads=2)
+QUICK = dict(batch_size=4, crop_size=64, steps_per_epoch=5, calibration_chips=2, threads=2)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def _loss_on_chips(ckpt, folder: Path) -> float:
 
 def test_fine_tune_lowers_loss_and_records_provenance(tmp_path, chip_folder, tiny):
     out = tmp_path / "tuned.pt"
-    result = fine_tune([chip_folder], out, base_checkpoint=tiny, epochs=4, learning_rate=3e-3, device="cpu", **QUICK)
+    result = fine_tune([chip_folder], out, base_checkpoint=tiny, epochs=3, learning_rate=3e-3, device="cpu", **QUICK)
     before = _loss_on_chips(load_checkpoint(tiny), chip_folder)
     tuned = load_checkpoint(out)
     after = _loss_on_chips(tuned, chip_folder)
@@ -65,12 +65,12 @@ def test_cancel_keeps_best_so_far_clearly_named(tmp_path, chip_folder, tiny):
 
     def cancel_after_a_while() -> bool:
         calls["n"] += 1
-        return calls["n"] > 12  # after the first epoch and its validation
+        return calls["n"] > 6  # after the first epoch and its validation
 
     out = tmp_path / "cancelled.pt"
     with pytest.raises(Cancelled, match="cancelled-best"):
         fine_tune([chip_folder], out, base_checkpoint=tiny, epochs=5, device="cpu",
-                  progress=Progress(None, cancel_after_a_while), **QUICK)
+                  progress=Progress(None, cancel_after_a_while), **dict(QUICK, steps_per_epoch=3))
     assert not out.exists()
     kept = cancelled_best_path(out)
     assert kept.name == "cancelled.cancelled-best.pt"
