@@ -431,7 +431,7 @@ def train_model(
     train_chips, val_chips = split_chips(chips, settings.val_share, settings.seed)
     outcome = fit(base, train_chips, val_chips, settings, gsd, progress.sub(0.03, 0.9), cancelled_best_path(output_path), started)
     ckpt = outcome.checkpoint
-    metrics: Dict[str, Any] = {k: round(v, 4) for k, v in outcome.best_metrics.items() if isinstance(v, float)}
+    metrics: Dict[str, Any] = {}
     if fixed_calibration is not None:
         ckpt.threshold, ckpt.min_area_m2 = fixed_calibration
     elif settings.calibrate and val_chips:
@@ -440,6 +440,10 @@ def train_model(
         threshold, min_area, scores = best_calibration(score_grid(preds, THRESHOLDS, MIN_AREAS_M2))
         ckpt.threshold, ckpt.min_area_m2 = float(threshold), float(min_area)
         metrics.update({f"val_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()})
+    # Instance scores first (they lead the checkpoint's one-line summary), then the loop's own.
+    for key, value in outcome.best_metrics.items():
+        if isinstance(value, float) and key not in ("elapsed_s",):
+            metrics.setdefault(key, round(value, 4))
     ckpt.name = name or f"{base.name.split('+')[0]}+finetuned"
     ckpt.version = version
     ckpt.provenance = {
