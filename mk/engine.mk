@@ -9,6 +9,6 @@ detect: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<file.pt>]"; exit 2; }
 	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)")
 
-bench: bench-engine
+bench: bench-engine bench-morphometry
 bench-engine: setup
 	$(PY) tools/bench_engine.py --output BENCHMARKS.md
