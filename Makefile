@@ -40,6 +40,6 @@ $(STAMPS)/venv: $(STAMPS)/system requirements.txt requirements-dev.txt
 setup: $(STAMPS)/venv
 
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	THAW_SLUMP_STRICT=1 $(PY) -m pytest tests -q -p no:cacheprovider
 
 include $(wildcard mk/*.mk)

@@ -12,6 +12,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from .conftest import missing
 from qgis.core import QgsVectorLayer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +25,7 @@ TIMEOUT_S = 300
 @pytest.fixture(scope="module")
 def headless_env(tmp_path_factory) -> dict:
     if not Path(QGIS_PROCESS).is_file():
-        pytest.skip("qgis_process.bin is not installed (Debian package qgis)")
+        missing("qgis_process.bin is not installed (Debian package qgis)")
     root = tmp_path_factory.mktemp("qgis_process")
     plugins = root / "plugins"
     plugins.mkdir()

@@ -8,6 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from .conftest import missing
+
 from thaw_slump_mapper.analysis.morphometry import morphometry_for_geometries
 from thaw_slump_mapper.analysis.solar_radiation import (
     SolarSettings, julian_day, optical_air_mass, saga_moments, saga_shadow, sun_position,
@@ -17,7 +19,12 @@ from .morphometry_helpers import (
     SOLAR_DAYS, crop_dem, polygon_means, read_grid, run_saga, saga_available, slump_shapes_on_dem,
 )
 
-pytestmark = pytest.mark.skipif(not saga_available(), reason="saga_cmd (SAGA GIS 8.5, `make setup` installs it) is missing")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _saga_present() -> None:
+    if not saga_available():
+        missing("saga_cmd (SAGA GIS 8.5, `make setup` installs it) is missing")
 
 # SAGA's shadow casting is slow under a low winter Sun (about 1 min for 5 days here, > 5 min
 # for all 123 days on 2 cores), so both sides sample every 30th day of the paper's window

@@ -4,11 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .conftest import missing
+
 from thaw_slump_mapper.analysis.morphometry import morphometry_for_geometries
 
 from .morphometry_helpers import crop_dem, polygon_means, read_grid, run_saga, saga_available, slump_shapes_on_dem
 
-pytestmark = pytest.mark.skipif(not saga_available(), reason="saga_cmd (SAGA GIS 8.5, `make setup` installs it) is missing")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _saga_present() -> None:
+    if not saga_available():
+        missing("saga_cmd (SAGA GIS 8.5, `make setup` installs it) is missing")
 
 
 @pytest.fixture(scope="session")
