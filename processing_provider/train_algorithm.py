@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
-    QgsProcessingException,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsProcessingOutputString,
 )
+
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 
 
 def _bundled_checkpoint() -> str:
@@ -32,7 +32,22 @@ def split_folder_list(text: str) -> List[Path]:
     return [Path(p) for p in parts if p]
 
 
-class TrainAlgorithm(QgsProcessingAlgorithm):
+class TrainAlgorithm(ThawSlumpAlgorithm):
+    NAME = "train"
+    DISPLAY_NAME = "Fine-tune the thaw slump model"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    HELP = (
+        "Fine-tunes a DeepLabv3+ checkpoint (the bundled model by default) on training-chip "
+        "folders written by 'Export labels' (images/, masks/, manifest.csv). Training stops "
+        "early when the validation IoU stops improving or when the time budget runs out, keeps "
+        "the best weights, takes the chips' ground sample distance and tunes the threshold and "
+        "minimum area on the validation chips. The new checkpoint records its parent, its data "
+        "and its validation metrics.\n\n"
+        "More chip folders: separate them with ';'. Validation share empty: the manifest's val "
+        "rows, else 15 %. Cancelling keeps the best weights so far as <output>.cancelled-best.pt."
+    )
+
     DATA = "DATA"
     EXTRA_DATA = "EXTRA_DATA"
     BASE = "BASE"
@@ -42,36 +57,6 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
     MAX_MINUTES = "MAX_MINUTES"
     OUTPUT = "OUTPUT"
     SUMMARY = "SUMMARY"
-
-    def name(self) -> str:
-        return "train"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Fine-tune the thaw slump model"
-
-    def group(self) -> str:
-        return "Training"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "training"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return (
-            "Fine-tunes a DeepLabv3+ checkpoint (the bundled model by default) on training-chip "
-            "folders written by 'Export labels' (images/, masks/, manifest.csv). Training stops "
-            "early when the validation IoU stops improving or when the time budget runs out, keeps "
-            "the best weights, takes the chips' ground sample distance and tunes the threshold and "
-            "minimum area on the validation chips. The new checkpoint records its parent, its data "
-            "and its validation metrics.\n\n"
-            "More chip folders: separate them with ';'. Validation share empty: the manifest's val "
-            "rows, else 15 %. Cancelling keeps the best weights so far as <output>.cancelled-best.pt."
-        )
-
-    def flags(self):
-        return super().flags() | QgsProcessingAlgorithm.FlagCanCancel
-
-    def createInstance(self) -> "TrainAlgorithm":  # noqa: N802
-        return TrainAlgorithm()
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802
         self.addParameter(QgsProcessingParameterFile(self.DATA, "Training-chip folder", behavior=QgsProcessingParameterFile.Folder))
@@ -101,13 +86,6 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Summary"))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        try:
-            from ..engine.errors import Cancelled, UserError
-            from ..engine.progress import Progress
-            from ..model.training import fine_tune
-        except ImportError as err:
-            raise QgsProcessingException(f"A Python package training needs is missing ({err}); install the plugin's requirements.") from None
-
         folders = [Path(self.parameterAsFile(parameters, self.DATA, context))]
         folders += split_folder_list(self.parameterAsString(parameters, self.EXTRA_DATA, context))
         base = self.parameterAsFile(parameters, self.BASE, context)
@@ -115,22 +93,20 @@ class TrainAlgorithm(QgsProcessingAlgorithm):
         val_share = None
         if parameters.get(self.VAL_SHARE) not in (None, ""):
             val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
-        progress = Progress(
-            callback=lambda fraction, message: (feedback.setProgress(100.0 * fraction), message and feedback.setProgressText(message)),
-            is_cancelled=feedback.isCanceled,
-        )
-        try:
-            result = fine_tune(
+
+        def train():
+            from ..model.training import fine_tune
+
+            return fine_tune(
                 folders, output, base_checkpoint=Path(base) if base else None,
                 epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
                 learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
                 val_share=val_share, max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context),
-                progress=progress,
+                progress=feedback_progress(feedback),
             )
-        except UserError as err:
-            raise QgsProcessingException(str(err)) from None
-        except Cancelled as err:
-            feedback.reportError(str(err))
+
+        result = call_engine(feedback, train, "Cancelled: the best weights so far are kept as <output>.cancelled-best.pt.")
+        if result is None:
             return {}
         ckpt = result.checkpoint
         summary = (
