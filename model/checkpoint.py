@@ -76,10 +76,21 @@ class Checkpoint:
             "provenance": copy.deepcopy(self.provenance),
         }
 
+    def validation_line(self) -> str:
+        """Instance scores on the validation chips (paper's rule, IoU > 0.5), or '' when unknown."""
+        m = self.provenance.get("metrics") or {}
+        if "val_f1" not in m:
+            return ""
+        counts = f" (TP {m['val_tp']}, FP {m['val_fp']}, FN {m['val_fn']})" if "val_tp" in m else ""
+        iou = f", pixel IoU {m['val_pixel_iou']:.2f}" if isinstance(m.get("val_pixel_iou"), float) else ""
+        return (f"validation precision {m.get('val_precision', 0.0):.2f}, recall {m.get('val_recall', 0.0):.2f}, "
+                f"F1 {m['val_f1']:.2f}{counts}{iou}")
+
     def summary(self) -> str:
-        """One line for logs and the dock: name, version, bands, GSD, metrics."""
+        """One line for logs and the dock: name, version, bands, GSD, validation scores or metrics."""
         metrics = self.provenance.get("metrics") or {}
-        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:4])
+        shown = self.validation_line() or ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:4])
         state = "" if self.trained else " [UNTRAINED]"
         return (
             f"{self.name} v{self.version}{state}: bands {'/'.join(self.bands)}, {self.gsd_m:g} m"

@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingOutputString,
 )
 
+from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
 from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 
 
@@ -67,9 +68,9 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 extension="pt", defaultValue=_bundled_checkpoint(), optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=40, minValue=1))
+        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=FINE_TUNE_EPOCHS, minValue=1))
         self.addParameter(
-            QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double, defaultValue=5e-4, minValue=1e-7, maxValue=1.0)
+            QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double, defaultValue=FINE_TUNE_LEARNING_RATE, minValue=1e-7, maxValue=1.0)
         )
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -79,7 +80,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.MAX_MINUTES, "Time budget for training, minutes", QgsProcessingParameterNumber.Double, defaultValue=21.0, minValue=0.1
+                self.MAX_MINUTES, "Time budget for training, minutes", QgsProcessingParameterNumber.Double, defaultValue=FINE_TUNE_MINUTES_CPU, minValue=0.1
             )
         )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))

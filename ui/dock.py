@@ -338,7 +338,8 @@ class DetectDock(QgsDockWidget):
         ckpt = self.checkpoint
         if ckpt is not None:
             metrics = ckpt.provenance.get("metrics") or {}
-            shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:6])
+            shown = ckpt.validation_line() or ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:6])
             untrained = "" if ckpt.trained else " <b>(untrained weights)</b>"
             self.checkpoint_info.setText(
                 f"{ckpt.name} v{ckpt.version}{untrained}<br>bands {', '.join(ckpt.bands)}; GSD {ckpt.gsd_m:g} m"

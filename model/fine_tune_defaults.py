@@ -1,0 +1,15 @@
+"""The default fine-tuning numbers, in a module that imports nothing heavy.
+
+Processing builds its parameter defaults from these when QGIS loads the provider, which must
+not import torch; ``model.training.fine_tune_settings`` builds the full recipe from them.
+The recipe was chosen by measurement (docs/TRAINING.md).
+"""
+from __future__ import annotations
+
+FINE_TUNE_EPOCHS = 60  # upper bound; on a CPU the wall-clock budget ends training first
+FINE_TUNE_LEARNING_RATE = 1e-3
+FINE_TUNE_MINUTES_CPU = 24.0  # training budget; loading and calibration keep the run within 30 min
+FINE_TUNE_MINUTES_CUDA = 20.0
+FINE_TUNE_CROP_PX = 256  # a slump plus its context; capped at the chips' own size
+FINE_TUNE_BATCH_CPU = 8
+FINE_TUNE_BATCH_CUDA = 32

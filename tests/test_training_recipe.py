@@ -1,0 +1,159 @@
+"""The fine-tuning recipe's parts: bf16 numerics, prefetching, crop size, losses, calibration."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.engine.outline_cleanup import CleanupSettings, clean_outlines
+from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
+from thaw_slump_mapper.model.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
+from thaw_slump_mapper.model.chip_dataset import MASK_IGNORE
+from thaw_slump_mapper.model.losses import LOSSES, loss_function
+from thaw_slump_mapper.model.precision import choose_precision, cpu_has_bf16
+from thaw_slump_mapper.model.training import (
+    PAPER_MIN_AREA_M2, _batch_maker, best_calibration, effective_crop_size, fine_tune_settings, load_training_chips,
+)
+
+
+@pytest.fixture(scope="module")
+def arctic_chips(shared_data, tmp_path_factory):
+    from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
+
+    folder = tmp_path_factory.mktemp("arctic") / "chips"
+    build_arctic_chips(shared_data / "arctic_rts_chips", folder)
+    return load_training_chips([folder], load_checkpoint(bundled_checkpoint_path()))
+
+
+def test_bf16_forward_matches_fp32_on_real_chips(arctic_chips):
+    """bf16 autocast changes the bundled network's probabilities on real chips by little:
+    bf16 keeps 8 bits of mantissa (relative error ~0.4 % a value), and after a few dozen
+    layers the logits move by a few hundredths; the threshold decisions barely change."""
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16 (avx512_bf16 or AMX); the default stays fp32 here")
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    settings = fine_tune_settings(crop_size=160, batch_size=6)
+    x, y = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(1))()
+    bf16 = choose_precision("cpu", "bf16")
+    net = build_network(ckpt).eval()
+    with torch.no_grad():
+        p32 = torch.sigmoid(net(torch.from_numpy(x)))
+        net16 = bf16.prepare_network(build_network(ckpt).eval())
+        with bf16.autocast():
+            p16 = torch.sigmoid(net16(bf16.prepare_input(torch.from_numpy(x))).float())
+    diff = (p16 - p32).abs()
+    assert float(diff.mean()) < 0.01, float(diff.mean())
+    assert float(diff.max()) < 0.15, float(diff.max())
+    decided = (p32 > 0.5) == (p16 > 0.5)
+    assert float(decided.float().mean()) > 0.995
+    loss32 = LOSSES["bce_dice"](torch.logit(p32.clamp(1e-6, 1 - 1e-6)), torch.from_numpy(y))
+    loss16 = LOSSES["bce_dice"](torch.logit(p16.clamp(1e-6, 1 - 1e-6)), torch.from_numpy(y))
+    assert abs(float(loss16) - float(loss32)) < 0.02 * float(loss32)
+
+
+def test_precision_choices():
+    assert choose_precision("cpu", "fp32").dtype is None and not choose_precision("cpu", "fp32").channels_last
+    assert choose_precision("cpu", "auto").name == ("bf16" if cpu_has_bf16() else "fp32")
+    with pytest.raises(UserError, match="CUDA only"):
+        choose_precision("cpu", "fp16")
+    with pytest.raises(UserError, match="Unknown precision"):
+        choose_precision("cpu", "int4")
+
+
+def test_prefetched_batches_equal_inline_batches(arctic_chips):
+    """The thread builds exactly the batches the loop would (same seeded generator), ahead of use."""
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    settings = fine_tune_settings(crop_size=96, batch_size=3)
+    inline = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7))
+    expected = [inline() for _ in range(4)]
+    with BatchPrefetcher(_batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7)), depth=2) as ahead:
+        got = [ahead.next(timeout=60) for _ in range(4)]
+    for (ex, ey), (gx, gy) in zip(expected, got):
+        np.testing.assert_array_equal(ex, gx)
+        np.testing.assert_array_equal(ey, gy)
+
+
+def test_prefetcher_hands_errors_over_and_stops():
+    calls = {"n": 0}
+
+    def failing() -> int:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise UserError("chip 3 is unreadable")
+        return calls["n"]
+
+    ahead = BatchPrefetcher(failing, depth=1)
+    assert ahead.next(timeout=10) == 1 and ahead.next(timeout=10) == 2
+    with pytest.raises(UserError, match="chip 3"):
+        ahead.next(timeout=10)
+    ahead.close()
+    slow = BatchPrefetcher(lambda: time.sleep(0.05) or 1, depth=2)
+    slow.close()
+    assert not any(t.name == "batch-prefetch" and t.is_alive() for t in threading.enumerate() if t is slow._thread)
+
+
+def test_crop_never_larger_than_the_chips(arctic_chips):
+    settings = fine_tune_settings()
+    # 256 px chips at 2 m are ~171 px at 3 m, x1.2 scale jitter -> 205 -> 224 (stride 32)
+    assert effective_crop_size(arctic_chips, 3.0, settings) == 224
+    # at 10 m they are ~51 px: the floor of 64 px
+    assert effective_crop_size(arctic_chips, 10.0, settings) == 64
+    assert effective_crop_size(arctic_chips, 1.0, settings) == settings.crop_size
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_losses_reward_the_right_answer_and_ignore_255(name):
+    loss = loss_function(name)
+    mask = torch.zeros(2, 32, 32, dtype=torch.long)
+    mask[:, 8:20, 8:20] = 1
+    mask[:, :, :4] = MASK_IGNORE
+    right = torch.where(mask == 1, 6.0, -6.0)[:, None].float()
+    wrong = -right
+    assert float(loss(right, mask)) < float(loss(wrong, mask))
+    # the ignored band may say anything
+    noisy = right.clone()
+    noisy[:, :, :, :4] = 6.0
+    assert float(loss(noisy, mask)) == pytest.approx(float(loss(right, mask)), abs=1e-5)
+    logits = torch.zeros(2, 1, 32, 32, requires_grad=True)
+    loss(logits, mask).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="Unknown loss"):
+        loss_function("hinge2")
+
+
+def _cell(tp: int, fp: int, fn: int) -> dict:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "pixel_iou": 0.3}
+
+
+def test_calibration_does_not_let_recall_collapse():
+    grid = {
+        (0.8, 3000.0): _cell(10, 2, 90),  # F1 0.179, recall 0.10
+        (0.5, 3000.0): _cell(16, 70, 84),  # F1 0.172, recall 0.16: within 0.02, higher recall wins
+        (0.3, 0.0): _cell(30, 400, 70),  # F1 0.113
+        (0.8, 5000.0): _cell(12, 0, 88),  # above the paper's 0.3 ha floor: never chosen
+    }
+    t, a, scores = best_calibration(grid)
+    assert (t, a) == (0.5, PAPER_MIN_AREA_M2) and scores["recall"] == pytest.approx(0.16)
+
+
+def test_outline_cleanup_fills_holes_and_closes_gaps():
+    from shapely.geometry import Polygon, box
+
+    ring = box(0, 0, 30, 30).difference(box(12, 12, 15, 15))  # a 3 x 3 m hole at 3 m pixels: one pixel
+    cleaned = clean_outlines([ring], 3.0, CleanupSettings(fill_holes_px=4))
+    assert len(cleaned) == 1 and cleaned[0].area == pytest.approx(900.0) and not list(cleaned[0].interiors)
+    kept = clean_outlines([ring], 3.0, CleanupSettings(fill_holes_px=0.5))
+    assert kept[0].area == pytest.approx(891.0)
+    halves = [box(0, 0, 30, 30), box(33, 0, 60, 30)]  # one pixel apart
+    joined = clean_outlines(halves, 3.0, CleanupSettings(close_px=1.0))
+    assert len(joined) == 1 and joined[0].area == pytest.approx(1800.0)
+    assert len(clean_outlines(halves, 3.0, CleanupSettings())) == 2
+    sliver = Polygon([(0, 0), (30, 0), (30, 30), (0, 30)]).union(box(30, 14, 60, 16))  # 2 m wide tail
+    assert clean_outlines([sliver], 3.0, CleanupSettings(open_px=1.0))[0].area == pytest.approx(900.0)

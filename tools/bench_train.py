@@ -1,0 +1,132 @@
+"""Training throughput: the default fine-tuning recipe against the recipe of 2026-11-25.
+
+In ONE process, on the real Arctic chips (../shared/data, built into the chip format), it
+times training steps of:
+  * baseline: today's recipe before this change: fp32, contiguous layout, batches built in
+    the training loop, crop 192, batch 8, the old fine-tune augmentation;
+  * new default at the same crop size (the like-for-like figure the 3x target is about);
+  * new default at its own crop size.
+Rounds alternate (baseline, new, new-at-own-size, baseline, ...) because these machines are
+noisy, and each figure is the median over its rounds. Results go to BENCHMARKS.md between
+markers.
+
+  .venv/bin/python tools/bench_train.py --rounds 3 --steps 6 --output BENCHMARKS.md
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- bench-train:begin -->", "<!-- bench-train:end -->"
+
+
+def _recipes():
+    from thaw_slump_mapper.model.augment import AugmentSettings
+    from thaw_slump_mapper.model.training import fine_tune_settings
+
+    new = fine_tune_settings()
+    # The fine-tune defaults as they were before this benchmark existed (commit b5d9465).
+    old = replace(new, precision="fp32", prefetch=False, crop_size=192, batch_size=8, loss="bce_dice",
+                  augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0))
+    return {"baseline (recipe of 2026-11-25, fp32)": old,
+            f"new default at crop {old.crop_size}": replace(new, crop_size=old.crop_size),
+            f"new default (crop {new.crop_size})": new}
+
+
+def _time_steps(name: str, settings, chips, base, gsd: float, steps: int) -> float:
+    """Seconds per step after two warm-up steps (oneDNN picks kernels on first use)."""
+    import torch
+
+    from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
+    from thaw_slump_mapper.model.checkpoint import build_network
+    from thaw_slump_mapper.model.losses import loss_function
+    from thaw_slump_mapper.model.precision import choose_precision
+    from thaw_slump_mapper.model.training import _batch_maker, _train_step
+
+    precision = choose_precision("cpu", settings.precision)
+    net = precision.prepare_network(build_network(base).train())
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    make_batch = _batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
+    loss_fn = loss_function(settings.loss)
+    prefetch = BatchPrefetcher(make_batch) if settings.prefetch else None
+    try:
+        for i in range(steps + 2):
+            if i == 2:
+                started = time.perf_counter()
+            x, y = prefetch.next() if prefetch else make_batch()
+            _train_step(net, optimiser, None, precision, loss_fn, x, y, "cpu")
+    finally:
+        if prefetch:
+            prefetch.close()
+    return (time.perf_counter() - started) / steps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--output", type=Path, default=None, help="BENCHMARKS.md to update between markers")
+    args = parser.parse_args()
+    import torch
+
+    from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
+    from thaw_slump_mapper.model.precision import choose_precision
+    from thaw_slump_mapper.model.training import imagenet_checkpoint, load_training_chips
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    shared = Path(os.environ.get("SHARED", REPO.parent / "shared"))
+    with tempfile.TemporaryDirectory() as tmp:
+        build_arctic_chips(shared / "data" / "arctic_rts_chips", Path(tmp) / "chips")
+        base = imagenet_checkpoint()
+        chips = load_training_chips([Path(tmp) / "chips"], base)
+    recipes = _recipes()
+    seconds: Dict[str, List[float]] = {name: [] for name in recipes}
+    for r in range(args.rounds):
+        for name, settings in recipes.items():
+            s = _time_steps(name, settings, chips, base, 3.0, args.steps)
+            seconds[name].append(s)
+            print(f"round {r + 1}: {name}: {s:.2f} s/step", file=sys.stderr)
+    base_name = next(iter(recipes))
+    base_crops = recipes[base_name].batch_size / statistics.median(seconds[base_name])
+    lines = [
+        f"Run: `make bench-train` on {platform.node()} ({os.cpu_count()} CPU cores, no GPU), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} alternating rounds of {args.steps} steps "
+        f"(after 2 warm-up steps) per recipe, median shown. Network: DeepLabV3+ lite0, 16 real Arctic chips at 3 m. "
+        f"New default precision here: {choose_precision('cpu').name}.",
+        "",
+        "| recipe | crop px | batch | s/step | crops/s | Mpx/s | x baseline (crops/s) | x baseline (px/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, settings in recipes.items():
+        sps = statistics.median(seconds[name])
+        crops = settings.batch_size / sps
+        px = crops * settings.crop_size**2
+        base_px = base_crops * recipes[base_name].crop_size**2
+        lines.append(f"| {name} | {settings.crop_size} | {settings.batch_size} | {sps:.2f} | {crops:.2f} | {px / 1e6:.3f} | "
+                     f"{crops / base_crops:.2f} | {px / base_px:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        text = args.output.read_text() if args.output.exists() else "# Benchmarks\n"
+        block = f"{BEGIN}\n\n{table}\n\n{END}"
+        if BEGIN in text:
+            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        else:
+            text = text.rstrip() + "\n\n## Training throughput (`make bench-train`)\n\n" + block + "\n"
+        args.output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Recipe experiments behind docs/TRAINING.md: cross-validated, on every open labelled source.
+
+Folds:
+  * arctic: the 16 Arctic 2 m chips (seen at 3 m), 4 folds of 4 chips;
+  * s2: the two Copernicus Sentinel-2 sites (10 m), one fold per site (train on one site,
+    and on the Arctic chips when the recipe says so, test on the other).
+Each (recipe, fold) trains for a fixed number of steps (equal work, so recipes compare on
+content; speed is measured apart in `make bench-train`), predicts the held-out chips
+through the detection engine and stores the probabilities, so outline post-processing
+and calibration can be compared afterwards on the same predictions.
+
+  .venv/bin/python tools/train_experiments.py --recipes new_imagenet old_imagenet --steps 60 \
+      --output out/experiments
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
+    """name -> (start, settings factory)."""
+    from thaw_slump_mapper.model.augment import AugmentSettings
+    from thaw_slump_mapper.model.training import fine_tune_settings
+
+    def new(**kw: Any):
+        return replace(fine_tune_settings(), max_minutes=None, val_share=0.0, calibrate=False, **kw)
+
+    def old(**kw: Any):
+        return replace(new(), precision="fp32", prefetch=False, crop_size=192, learning_rate=5e-4, warmup_steps=20,
+                       augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0), **kw)
+
+    return {
+        "new_imagenet": ("imagenet", lambda: new()),
+        "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
+        "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
+        "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
+        "new_bundled": ("bundled", lambda: new()),
+        "old_imagenet": ("imagenet", lambda: old()),
+        "old_bundled": ("bundled", lambda: old()),
+    }
+
+
+def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
+    rng = np.random.default_rng(2026)
+    order = rng.permutation(len(chips_arctic)).tolist()
+    out = []
+    for k in range(4):
+        held = set(order[k::4])
+        out.append((f"arctic{k + 1}", [c for i, c in enumerate(chips_arctic) if i not in held],
+                    [c for i, c in enumerate(chips_arctic) if i in held]))
+    for site in ("Peel", "Bykovsky"):
+        test = [c for c in chips_s2 if c.name.startswith(site)]
+        train = [c for c in chips_s2 if not c.name.startswith(site)] + list(chips_arctic)
+        out.append((f"s2_{site}", train, test))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["new_imagenet", "old_imagenet"])
+    parser.add_argument("--folds", nargs="*", default=None, help="fold names (default all)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--output", type=Path, default=REPO / "out" / "experiments")
+    args = parser.parse_args()
+    import torch
+
+    from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
+    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.model.sentinel2_chips_builder import build_sentinel2_chips
+    from thaw_slump_mapper.model.training import fit, imagenet_checkpoint, load_training_chips, predict_chips
+
+    torch.set_num_threads(2)
+    shared = Path(os.environ.get("SHARED", REPO.parent / "shared")) / "data"
+    data = args.output / "chips"
+    if not (data / "arctic" / "manifest.csv").exists():
+        build_arctic_chips(shared / "arctic_rts_chips", data / "arctic")
+    if not (data / "s2" / "manifest.csv").exists():
+        build_sentinel2_chips(shared / "sentinel2_sites", data / "s2")
+    probe = imagenet_checkpoint()
+    arctic = load_training_chips([data / "arctic"], probe)
+    s2 = load_training_chips([data / "s2"], probe)
+    table = recipes()
+    # Fold by fold, every recipe on the fold, so a partial run still compares recipes on equal folds.
+    priority = ["arctic1", "s2_Peel", "arctic2", "s2_Bykovsky", "arctic3", "arctic4"]
+    for fold, train, test in sorted(folds(arctic, s2), key=lambda f: priority.index(f[0])):
+        if args.folds and fold not in args.folds:
+            continue
+        for name in args.recipes:
+            start, make_settings = table[name]
+            out = args.output / name / f"{fold}.npz"
+            if out.exists():
+                continue
+            gsd = 10.0 if fold.startswith("s2") else 3.0
+            base = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
+            settings = replace(make_settings(), max_steps=args.steps, epochs=10_000, steps_per_epoch=50)
+            started = time.perf_counter()
+            outcome = fit(base, train, [], settings, gsd)
+            seconds = time.perf_counter() - started
+            preds = predict_chips(outcome.checkpoint, test, "cpu")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(out, **{f"{i}_{k}": getattr(p, k) for i, p in enumerate(preds) for k in ("probability", "valid", "mask")},
+                                gsd=gsd, seconds=seconds, steps=outcome.steps, n=len(preds))
+            print(f"{name} {fold}: {outcome.steps} steps in {seconds:.0f} s", file=sys.stderr, flush=True)
+            torch.save(outcome.checkpoint.state_dict, out.with_suffix(".state.pt"))
+    json.dump({"recipes": args.recipes, "steps": args.steps}, open(args.output / "last_run.json", "w"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
