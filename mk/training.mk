@@ -17,3 +17,8 @@ train-bundled: chips
 # 3-fold cross-validation of the bundled recipe (the MODEL_CARD.md table); long: about 3x train-bundled / 2.
 cross-validate: chips
 	$(PY) -m thaw_slump_mapper.model.cross_validation "$(CHIPS_DIR)" out/cross_validation.json
+
+# Training throughput: the default recipe against the recipe of 2026-11-25, one process (BENCHMARKS.md)
+.PHONY: bench-train
+bench-train: setup
+	$(PY) tools/bench_train.py --rounds 3 --steps 6 --output BENCHMARKS.md
