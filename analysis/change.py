@@ -379,7 +379,7 @@ def headwall_retreat(later: BaseGeometry, earlier: BaseGeometry, step_m: float =
     distance_max = float(distances.max(initial=0.0))
     outward = distance_even > OUTWARD_TOLERANCE_M
     if distance_max <= OUTWARD_TOLERANCE_M:
-        return distance_max, 0.0, None
+        return 0.0, 0.0, None
     front = distances >= FRONT_SHARE * distance_max
     lines = shapely.get_coordinates(shapely.shortest_line(points[front], earlier)).reshape(-1, 2, 2)
     east, north = (lines[:, 0, :] - lines[:, 1, :]).sum(axis=0)  # each line runs from later to earlier
