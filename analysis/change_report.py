@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from ..engine.errors import UserError
 from ..engine.vector_io import list_layers
-from .change import CHANGE_CLASSES, LAYER_CHANGE, LAYER_GROWTH, LAYER_SUMMARY, NOT_SEEN_AGAIN
+from .change import CHANGE_CLASSES, LAYER_CHANGE, LAYER_GROWTH, LAYER_HISTORY, LAYER_SUMMARY, NOT_SEEN_AGAIN
 from .report import SLUMP_COLOUR, _png, _style
 
 CLASS_COLOURS = {"repeat": "#4f81bd", "new": "#9bbb59", "merged": "#8064a2", "split": "#f79646", NOT_SEEN_AGAIN: "#a5a5a5"}
@@ -35,6 +35,7 @@ MOVED_M = 0.5
 class ChangeTables:
     summary: List[Dict[str, Any]]
     change: List[Dict[str, Any]]
+    history: List[Dict[str, Any]]  # every dated outline after the first, for the retreat rates
     change_geometries: List[BaseGeometry]
     growth_geometries: List[BaseGeometry]
 
@@ -51,6 +52,7 @@ def read_change_tables(path: "Path | str") -> ChangeTables:
     return ChangeTables(
         sorted(summary, key=lambda r: str(r.get("date"))),
         [dict(f.properties) for f in change_features],
+        [dict(f.properties) for f in _features(path, LAYER_HISTORY)] if LAYER_HISTORY in list_layers(path) else [],
         [shape(f.geometry) for f in change_features if f.geometry is not None],
         [g for g in growth if not g.is_empty],
     )
@@ -66,22 +68,28 @@ def _dates(summary: Sequence[Dict[str, Any]]) -> List[dt.date]:
 
 
 def class_counts_figure(summary: Sequence[Dict[str, Any]]):
-    """Stacked bars: for each later date, its slumps by class and the earlier ones not seen again."""
+    """Grouped bars: for each later date, its slumps by class and the earlier ones not seen
+    again. A log axis, because repeats usually outnumber the rest a hundredfold."""
     import matplotlib.pyplot as plt
 
     rows = list(summary[1:])
+    names = (*CHANGE_CLASSES, NOT_SEEN_AGAIN)
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     _style(ax)
-    labels = [str(r["date"])[:10] for r in rows]
-    bottom = np.zeros(len(rows))
-    for name in (*CHANGE_CLASSES, NOT_SEEN_AGAIN):
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
         counts = np.array([r.get(f"n_{name}") or 0 for r in rows], dtype=float)
-        ax.bar(labels, counts, bottom=bottom, color=CLASS_COLOURS[name], edgecolor="white", linewidth=0.5,
-               label=name.replace("_", " "))
-        bottom += counts
+        x = np.arange(len(rows)) + (k - (len(names) - 1) / 2) * width
+        bars = ax.bar(x, np.where(counts > 0, counts, np.nan), width=width, color=CLASS_COLOURS[name], label=name.replace("_", " "))
+        for bar, count in zip(bars, counts):
+            ax.text(bar.get_x() + width / 2, max(count, 1) * 1.1, f"{int(count)}", ha="center", va="bottom", fontsize=6)
+    ax.set_yscale("log")
+    ax.set_ylim(0.8, max(max((r.get("n_slumps") or 1) for r in rows), 1) * 4)
+    ax.set_xticks(np.arange(len(rows)))
+    ax.set_xticklabels([str(r["date"])[:10] for r in rows])
     ax.set_ylabel("Number of slumps")
     ax.set_xlabel("Date (compared with the previous one)")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=6, frameon=False, ncol=3, loc="upper center")
     return fig
 
 
@@ -118,7 +126,7 @@ def retreat_histogram_figure(change: Sequence[Dict[str, Any]]):
         ax.text(0.5, 0.5, "no headwall moved outward", ha="center", va="center", transform=ax.transAxes, color="#777777")
     ax.set_xlabel("Maximum headwall retreat (m/yr)")
     ax.set_ylabel("Number of slumps")
-    ax.set_title(f"{len(matched) - moved.size} of {len(matched)} matched slumps moved out less than {MOVED_M:g} m", fontsize=8)
+    ax.set_title(f"{len(matched) - moved.size} of {len(matched)} matches moved out less than {MOVED_M:g} m", fontsize=8)
     return fig
 
 
@@ -148,7 +156,8 @@ def growth_map_figure(tables: ChangeTables):
     ax.set_ylabel("Northing (m)")
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.tick_params(labelsize=7)
-    ax.set_title(f"{len(tables.change)} latest outlines by class, {len(tables.growth_geometries)} growth areas", fontsize=9)
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{len(tables.change)} latest outlines by class; growth areas of every interval ({len(tables.growth_geometries)})", fontsize=8)
     return fig
 
 
@@ -172,7 +181,7 @@ def change_figures(tables: ChangeTables) -> List[tuple]:
     return [
         ("Slumps by class per date", class_counts_figure(tables.summary)),
         ("Slump area through time", area_series_figure(tables.summary)),
-        ("Headwall retreat rates", retreat_histogram_figure(tables.change)),
+        ("Headwall retreat rates, every interval", retreat_histogram_figure(tables.history or tables.change)),
         ("Growth areas (later outline minus earlier)", growth_map_figure(tables)),
     ]
 
