@@ -240,7 +240,9 @@ def load_slumps(
     by_date: Dict[dt.date, List[Slump]] = {}
     for inventory, layer, feature_dates in zip(inputs, layers, per_feature):
         for index, (feature, date) in enumerate(zip(layer.features, feature_dates)):
-            by_date.setdefault(date, []).append(_slump(feature, layer.crs, working, date, inventory.label, index))
+            slump = _slump(feature, layer.crs, working, date, inventory.label, index)
+            if slump.area_m2 > 0:  # a degenerate outline (a line, a point) is no slump
+                by_date.setdefault(date, []).append(slump)
     if len(by_date) < 2:
         raise UserError(
             f"All slumps carry one date ({next(iter(by_date), 'none')}); give two or more dated layers "
@@ -256,6 +258,7 @@ def _slump(feature: PolygonFeature, crs: CRS, working: CRS, date: dt.date, sourc
     geometry = reproject_geometry(feature.geometry, crs, working)
     if not geometry.is_valid:
         geometry = shapely.make_valid(geometry)
+    geometry = _polygonal(geometry)  # a repair can leave lines beside the polygons
     given_id = feature.properties.get("slump_id")
     return Slump(geometry, uid, date, source, index, slump_id=str(given_id) if given_id not in (None, "") else "",
                  area_m2=float(geometry.area), perimeter_m=float(geometry.length))
