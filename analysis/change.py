@@ -355,40 +355,42 @@ def arts_relationships(
 # ---------------------------------------------------------------- measures
 
 
-def boundary_samples(geometry: BaseGeometry, step_m: float) -> Tuple[np.ndarray, np.ndarray]:
-    """(points evenly spaced along the boundary, the outline's own vertices)."""
-    length = float(geometry.length)
-    step = max(step_m, length / MAX_SAMPLES) if length > 0 else step_m
-    even = []
-    for line in shapely.get_parts(geometry.boundary):
-        n = max(int(math.ceil(line.length / step)), 1)
-        even.append(shapely.line_interpolate_point(line, np.linspace(0.0, line.length, n, endpoint=False)))
-    evenly = np.concatenate(even) if even else np.empty(0, dtype=object)
-    return evenly, shapely.points(shapely.get_coordinates(geometry))
+def line_samples(lines: BaseGeometry, step_m: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(points evenly spaced along the lines, the lines' own vertices)."""
+    parts = [p for p in shapely.get_parts(lines) if p.geom_type in ("LineString", "LinearRing") and p.length > 0]
+    total = float(sum(p.length for p in parts))
+    step = max(step_m, total / MAX_SAMPLES)
+    evenly = [shapely.line_interpolate_point(p, np.arange(0.0, p.length, step)) for p in parts]
+    vertices = shapely.points(shapely.get_coordinates(parts)) if parts else np.empty(0, dtype=object)
+    return (np.concatenate(evenly) if evenly else np.empty(0, dtype=object)), vertices
 
 
 def headwall_retreat(later: BaseGeometry, earlier: BaseGeometry, step_m: float = SAMPLE_STEP_M) -> Tuple[float, float, Optional[float]]:
     """(max and mean outward distance of the later boundary from the earlier polygon in m, growth
     direction in degrees clockwise from grid north or None when nothing moved outward).
 
-    The mean is over the part of the boundary outside the earlier polygon. The direction is that
-    of the largest move: from the nearest earlier point to the later boundary point farthest out
-    (points within 1 % of the maximum are averaged, so a straight front counts as a whole)."""
-    evenly, vertices = boundary_samples(later, step_m)
-    shapely.prepare(earlier)
-    distance_even = shapely.distance(evenly, earlier)
+    Only the part of the later boundary outside the earlier polygon can be away from it, so only
+    that part is sampled (an unchanged slump costs one overlay). The mean is over that part. The
+    direction is that of the largest move: from the nearest earlier point to the later boundary
+    point farthest out (points within 1 % of the maximum are averaged, so a straight front
+    counts as a whole)."""
+    outside = later.boundary.difference(earlier)
+    evenly, vertices = line_samples(outside, step_m)
     points = np.concatenate([evenly, vertices])
-    distances = np.concatenate([distance_even, shapely.distance(vertices, earlier)])
-    distance_max = float(distances.max(initial=0.0))
-    outward = distance_even > OUTWARD_TOLERANCE_M
+    if points.size == 0:
+        return 0.0, 0.0, None
+    shapely.prepare(earlier)
+    distances = shapely.distance(points, earlier)
+    distance_max = float(distances.max())
     if distance_max <= OUTWARD_TOLERANCE_M:
         return 0.0, 0.0, None
     front = distances >= FRONT_SHARE * distance_max
     lines = shapely.get_coordinates(shapely.shortest_line(points[front], earlier)).reshape(-1, 2, 2)
     east, north = (lines[:, 0, :] - lines[:, 1, :]).sum(axis=0)  # each line runs from later to earlier
     direction = float(math.degrees(math.atan2(east, north)) % 360.0)
-    mean = float(distance_even[outward].mean()) if outward.any() else distance_max
-    return distance_max, mean, direction
+    even_distances = distances[: evenly.size]
+    outward = even_distances[even_distances > OUTWARD_TOLERANCE_M]
+    return distance_max, float(outward.mean()) if outward.size else distance_max, direction
 
 
 def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
