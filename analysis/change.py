@@ -237,12 +237,15 @@ def load_slumps(
         for i, (inventory, layer) in enumerate(zip(inputs, layers))
     ]
     working = choose_working_crs([(layer, max(ds, default=dt.date.min)) for layer, ds in zip(layers, per_feature)])
-    by_date: Dict[dt.date, List[Slump]] = {}
+    # with DATES, a layer that is empty still marks its date (every earlier slump is then not seen again)
+    by_date: Dict[dt.date, List[Slump]] = {d: [] for d in dates} if dates else {}
     for inventory, layer, feature_dates in zip(inputs, layers, per_feature):
         for index, (feature, date) in enumerate(zip(layer.features, feature_dates)):
             slump = _slump(feature, layer.crs, working, date, inventory.label, index)
             if slump.area_m2 > 0:  # a degenerate outline (a line, a point) is no slump
                 by_date.setdefault(date, []).append(slump)
+    if not any(by_date.values()):
+        raise UserError("None of the layers holds a polygon; give slump layers with outlines to compare.")
     if len(by_date) < 2:
         raise UserError(
             f"All slumps carry one date ({next(iter(by_date), 'none')}); give two or more dated layers "
@@ -273,12 +276,26 @@ class Matching:
 
     strong: List[Tuple[int, int, float]]  # (earlier, later, overlap area m2)
     weak: List[Tuple[int, int]]  # contacts: touching, or overlap below the share
+    _earlier_of: Dict[int, List[int]] = field(default_factory=dict, repr=False)
+    _later_of: Dict[int, List[int]] = field(default_factory=dict, repr=False)
+    _contacts_of: Dict[int, List[int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:  # indexes, so that each look-up is O(1)
+        for e, l, _ in self.strong:
+            self._earlier_of.setdefault(l, []).append(e)
+            self._later_of.setdefault(e, []).append(l)
+        for e, l in self.weak:
+            self._contacts_of.setdefault(l, []).append(e)
 
     def earlier_of(self, later: int) -> List[int]:
-        return [e for e, l, _ in self.strong if l == later]
+        return self._earlier_of.get(later, [])
 
     def later_of(self, earlier: int) -> List[int]:
-        return [l for e, l, _ in self.strong if e == earlier]
+        return self._later_of.get(earlier, [])
+
+    def contacts_of(self, later: int) -> List[int]:
+        """Earlier slumps this later one touches or overlaps below the share."""
+        return self._contacts_of.get(later, [])
 
 
 def match_inventories(earlier: Sequence[BaseGeometry], later: Sequence[BaseGeometry], min_overlap: float) -> Matching:
@@ -340,9 +357,7 @@ def arts_relationships(
     key = {REPEAT: "RepeatRTS", MERGED: "MergedRTS", SPLIT: "SplitRTS"}.get(change_class)
     if key:
         fields[key] = parents
-    for e, l in matching.weak:
-        if l != later:
-            continue
+    for e in matching.contacts_of(later):
         if e in unmatched:
             fields["StabilizedRTS"].append(earlier[e].uid)
         elif change_class == NEW:
@@ -455,34 +470,46 @@ def analyse_change(by_date: Mapping[dt.date, List[Slump]], min_overlap: float = 
         slump.slump_id = slump.slump_id or slump.uid
         result.history.append(PolygonFeature(slump.geometry, _baseline_record(slump)))
     result.summary.append(_summary_row(dates[0], None, first, [], 0, 0.0))
-    for step, (before_date, after_date) in enumerate(zip(dates[:-1], dates[1:])):
-        progress.check_cancelled()
-        earlier, later = by_date[before_date], by_date[after_date]
-        years = (after_date - before_date).days / DAYS_PER_YEAR
-        matching = match_inventories([s.geometry for s in earlier], [s.geometry for s in later], min_overlap)
-        inherit_slump_ids(earlier, later, matching)
-        classes = classify_later(matching, len(later))
-        unmatched = set(not_seen_again(matching, len(earlier)))
-        records = []
-        for index, slump in enumerate(later):
-            parents = [earlier[e] for e in matching.earlier_of(index)]
-            record = _change_record(slump, classes[index], parents, years, before_date)
-            record.update(arts_relationships(index, classes[index], matching, earlier, unmatched))
-            growth = record.pop("_growth", None)
-            if parents:
-                result.growth.append(PolygonFeature(growth, _growth_record(record, parents, before_date)))
-            records.append(record)
-            result.history.append(PolygonFeature(slump.geometry, record))
-        if after_date == dates[-1]:
+    for step, (before, after) in enumerate(zip(dates[:-1], dates[1:])):
+        pair_progress = progress.sub(step / (len(dates) - 1), (step + 1) / (len(dates) - 1))
+        earlier, later = by_date[before], by_date[after]
+        records, unmatched = _compare_dates(earlier, later, before, after, min_overlap, result, pair_progress)
+        if after == dates[-1]:
             result.change = [PolygonFeature(s.geometry, r) for s, r in zip(later, records)]
-        result.not_seen.extend(PolygonFeature(earlier[e].geometry, _not_seen_record(earlier[e], after_date)) for e in sorted(unmatched))
-        result.summary.append(_summary_row(after_date, years, later, records, len(unmatched), sum(by_date_area(earlier))))
-        progress.report((step + 1) / (len(dates) - 1), f"compared {before_date} with {after_date}")
+        result.not_seen.extend(PolygonFeature(earlier[e].geometry, _not_seen_record(earlier[e], after)) for e in unmatched)
+        result.summary.append(_summary_row(after, _years(before, after), later, records, len(unmatched),
+                                           sum(s.area_m2 for s in earlier)))
     return result
 
 
-def by_date_area(slumps: Sequence[Slump]) -> List[float]:
-    return [s.area_m2 for s in slumps]
+def _years(before: dt.date, after: dt.date) -> float:
+    return (after - before).days / DAYS_PER_YEAR
+
+
+def _compare_dates(earlier: List[Slump], later: List[Slump], before: dt.date, after: dt.date, min_overlap: float,
+                   result: ChangeAnalysis, progress: Progress) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """Records of the later slumps (also added to the history and growth layers) and the
+    indices of the earlier slumps not seen again."""
+    matching = match_inventories([s.geometry for s in earlier], [s.geometry for s in later], min_overlap)
+    inherit_slump_ids(earlier, later, matching)
+    classes = classify_later(matching, len(later))
+    unmatched = not_seen_again(matching, len(earlier))
+    unmatched_set = set(unmatched)
+    records = []
+    for index, slump in enumerate(later):
+        if index % 50 == 0:
+            progress.check_cancelled()
+            progress.report(index / max(len(later), 1), f"comparing {before} with {after}")
+        parents = [earlier[e] for e in matching.earlier_of(index)]
+        record = _change_record(slump, classes[index], parents, _years(before, after), before)
+        record.update(arts_relationships(index, classes[index], matching, earlier, unmatched_set))
+        growth = record.pop("_growth", None)
+        if parents:
+            result.growth.append(PolygonFeature(growth, _growth_record(record, parents, before)))
+        records.append(record)
+        result.history.append(PolygonFeature(slump.geometry, record))
+    progress.report(1.0, f"compared {before} with {after}")
+    return records, unmatched
 
 
 def _baseline_record(slump: Slump) -> Dict[str, Any]:

@@ -244,3 +244,12 @@ def test_change_report_has_the_change_section(made, tmp_path):
     for caption in ("Slumps by class per date", "Slump area through time", "Headwall retreat rates", "Growth areas"):
         assert f"<figcaption>{caption}" in page
     assert page.count("data:image/png;base64,") >= 4 + 8
+
+
+def test_an_empty_later_layer_means_every_slump_is_not_seen_again(truth, layers, tmp_path):
+    empty = tmp_path / "empty.gpkg"
+    write_polygons(empty, "slumps", [], truth.crs_wkt, {"name": "str:40"})
+    result = compare_inventories([layers[0], empty], tmp_path / "c.gpkg", dates=DATES)
+    assert result.counts == {"repeat": 0, "new": 0, "merged": 0, "split": 0, "not_seen_again": len(truth.earlier)}
+    with pytest.raises(UserError, match="None of the layers holds a polygon"):
+        compare_inventories([empty, empty], tmp_path / "d.gpkg", dates=DATES)
