@@ -148,14 +148,14 @@ def parse_date(value: Any) -> Optional[dt.date]:
         if not ends or any(e is None for e in ends):
             return None
         return min(ends) + (max(ends) - min(ends)) / 2
-    for pattern in ("%Y-%m-%d", "%Y%m%d", "%Y/%m/%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+    # YYYY-MM-DD or YYYY/MM/DD, with any time after it; YYYYMMDD; YYYY
+    found = re.match(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:$|[T ])", text) or re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text)
+    if found:
         try:
-            return dt.datetime.strptime(text[:19] if "T" in text or " " in text else text, pattern).date()
+            return dt.date(*(int(part) for part in found.groups()))
         except ValueError:
-            continue
-    if re.fullmatch(r"\d{4}", text):
-        return parse_date(int(text))
-    return None
+            return None
+    return parse_date(int(text)) if re.fullmatch(r"\d{4}", text) else None
 
 
 def parse_dates_list(text: "str | Sequence[str] | None") -> Optional[List[dt.date]]:
@@ -443,7 +443,12 @@ def pair_measures(later: Slump, earlier: Sequence[Slump], years: float) -> Dict[
 
 def _polygonal(geometry: BaseGeometry) -> BaseGeometry:
     """Only the areal parts (a difference can leave lines or points where outlines touch)."""
-    polygons = [p for p in shapely.get_parts(geometry) if p.geom_type == "Polygon" and not p.is_empty]
+    polygons: List[BaseGeometry] = []
+    for part in shapely.get_parts(geometry):
+        if part.geom_type == "Polygon" and not part.is_empty:
+            polygons.append(part)
+        elif part.geom_type in ("MultiPolygon", "GeometryCollection"):  # a repair may nest them
+            polygons.extend(_polygonal(part).geoms)
     return shapely.MultiPolygon(polygons) if polygons else shapely.MultiPolygon()
 
 

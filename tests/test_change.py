@@ -229,7 +229,8 @@ def test_multipolygon_retreat_is_the_farthest_part():
 
 @pytest.mark.parametrize("text, expected", [
     ("2021-07-20", "2021-07-20"), ("20210720", "2021-07-20"), ("2021", "2021-07-01"),
-    ("2020-07-05,2020-08-20", "2020-07-28"), ("", None), ("July", None),
+    ("2020-07-05,2020-08-20", "2020-07-28"), ("2021-07-20T10:30:00Z", "2021-07-20"), ("2021/7/2 10:30", "2021-07-02"),
+    ("2021-13-01", None), ("", None), ("July", None),
 ])
 def test_dates_are_read_as_documented(text, expected):
     parsed = parse_date(text)
