@@ -13,7 +13,7 @@ import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import fiona
 import numpy as np

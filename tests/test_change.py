@@ -3,11 +3,9 @@ retreats, merged, split, dropped and added (tests/change_helpers.py). `make chan
 every class exactly and every retreat within one 3 m pixel."""
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import fiona

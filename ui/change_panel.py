@@ -7,7 +7,6 @@ and thawslump:change; ChangeTask.run calls it in a worker thread and touches no 
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 from typing import Any, List, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsMapLayerProxyModel, QgsProject, QgsTask, QgsVectorLayer
