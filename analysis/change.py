@@ -17,7 +17,8 @@ The rules (also in docs/CHANGE.md):
   mean over the part of the boundary outside E); the growth direction is the direction
   of the largest outward move (from the earlier outline to the farthest later boundary point),
   in degrees clockwise from grid north.
-  A slump that shrank stays a ``repeat`` with a negative area change and ``shrank = 1``.
+  A slump that shrank stays a ``repeat`` with a negative area change and ``shrank = 1``; a
+  matched slump whose headwall moved out at least ``min_retreat_m`` (default 1 m) is ``growing``.
 """
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ LAYER_HISTORY = "change_history"
 OUTPUT_LAYERS = (LAYER_CHANGE, LAYER_NOT_SEEN, LAYER_GROWTH, LAYER_SUMMARY, LAYER_HISTORY)
 
 DEFAULT_MIN_OVERLAP = 0.1
+# A matched slump is "growing" when its headwall moved out at least this far; set it to the
+# imagery's pixel size so that redrawing noise does not count as growth.
+DEFAULT_MIN_RETREAT_M = 1.0
 # Boundary sampling for retreat: 0.5 m keeps the sampling error far below a 3 m pixel;
 # very long outlines get a coarser step so one slump never costs more than this many points.
 SAMPLE_STEP_M = 0.5
@@ -76,7 +80,7 @@ CHANGE_SCHEMA: Dict[str, str] = {
     "perimeter_change_m": "float", "perimeter_change_pct": "float",
     "retreat_max_m": "float", "retreat_mean_m": "float", "retreat_max_m_per_yr": "float",
     "retreat_mean_m_per_yr": "float", "growth_direction_deg": "float", "growth_area_m2": "float",
-    "shrank": "int", "n_earlier": "int",
+    "growing": "int", "shrank": "int", "n_earlier": "int",
     **{name: "str" for name in ARTS_RELATIONSHIP_FIELDS},
     "source": "str:254", "source_index": "int",
 }
@@ -91,7 +95,7 @@ GROWTH_SCHEMA: Dict[str, str] = {
 }
 SUMMARY_SCHEMA: Dict[str, str] = {
     "date": "date", "years_since_previous": "float", "n_slumps": "int",
-    **{f"n_{name}": "int" for name in (*CHANGE_CLASSES, NOT_SEEN_AGAIN)},
+    **{f"n_{name}": "int" for name in (*CHANGE_CLASSES, NOT_SEEN_AGAIN)}, "n_growing": "int",
     "total_area_m2": "float", "area_change_m2": "float", "growth_area_m2": "float",
     "retreat_max_m_per_yr_median": "float",
 }
@@ -465,7 +469,7 @@ class ChangeAnalysis:
 
 
 def analyse_change(by_date: Mapping[dt.date, List[Slump]], min_overlap: float = DEFAULT_MIN_OVERLAP,
-                   progress: Optional[Progress] = None) -> ChangeAnalysis:
+                   progress: Optional[Progress] = None, min_retreat_m: float = DEFAULT_MIN_RETREAT_M) -> ChangeAnalysis:
     """Classify and measure every later inventory against the one before it."""
     progress = progress or Progress()
     dates = list(by_date)
@@ -478,7 +482,7 @@ def analyse_change(by_date: Mapping[dt.date, List[Slump]], min_overlap: float = 
     for step, (before, after) in enumerate(zip(dates[:-1], dates[1:])):
         pair_progress = progress.sub(step / (len(dates) - 1), (step + 1) / (len(dates) - 1))
         earlier, later = by_date[before], by_date[after]
-        records, unmatched = _compare_dates(earlier, later, before, after, min_overlap, result, pair_progress)
+        records, unmatched = _compare_dates(earlier, later, (before, after), (min_overlap, min_retreat_m), result, pair_progress)
         if after == dates[-1]:
             result.change = [PolygonFeature(s.geometry, r) for s, r in zip(later, records)]
         result.not_seen.extend(PolygonFeature(earlier[e].geometry, _not_seen_record(earlier[e], after)) for e in unmatched)
@@ -491,10 +495,11 @@ def _years(before: dt.date, after: dt.date) -> float:
     return (after - before).days / DAYS_PER_YEAR
 
 
-def _compare_dates(earlier: List[Slump], later: List[Slump], before: dt.date, after: dt.date, min_overlap: float,
+def _compare_dates(earlier: List[Slump], later: List[Slump], dates: Tuple[dt.date, dt.date], rules: Tuple[float, float],
                    result: ChangeAnalysis, progress: Progress) -> Tuple[List[Dict[str, Any]], List[int]]:
     """Records of the later slumps (also added to the history and growth layers) and the
-    indices of the earlier slumps not seen again."""
+    indices of the earlier slumps not seen again. ``rules``: (min_overlap, min_retreat_m)."""
+    (before, after), (min_overlap, min_retreat_m) = dates, rules
     matching = match_inventories([s.geometry for s in earlier], [s.geometry for s in later], min_overlap)
     inherit_slump_ids(earlier, later, matching)
     classes = classify_later(matching, len(later))
@@ -507,6 +512,7 @@ def _compare_dates(earlier: List[Slump], later: List[Slump], before: dt.date, af
             progress.report(index / max(len(later), 1), f"comparing {before} with {after}")
         parents = [earlier[e] for e in matching.earlier_of(index)]
         record = _change_record(slump, classes[index], parents, _years(before, after), before)
+        record["growing"] = int(bool(parents) and record["retreat_max_m"] >= min_retreat_m)
         record.update(arts_relationships(index, classes[index], matching, earlier, unmatched_set))
         growth = record.pop("_growth", None)
         if parents:
@@ -552,11 +558,12 @@ def _not_seen_record(slump: Slump, missing_on: dt.date) -> Dict[str, Any]:
 def _summary_row(date: dt.date, years: Optional[float], slumps: Sequence[Slump], records: Sequence[Mapping[str, Any]],
                  n_not_seen: int, previous_total: float) -> Dict[str, Any]:
     total = float(sum(s.area_m2 for s in slumps))
-    rates = [r["retreat_max_m_per_yr"] for r in records if r.get("retreat_max_m_per_yr") is not None]
+    rates = [r["retreat_max_m_per_yr"] for r in records if r.get("growing")]
     row: Dict[str, Any] = {"date": date.isoformat(), "years_since_previous": years, "n_slumps": len(slumps), "total_area_m2": total}
     for name in CHANGE_CLASSES:
         row[f"n_{name}"] = sum(1 for r in records if r["change_class"] == name)
     row["n_not_seen_again"] = n_not_seen
+    row["n_growing"] = len(rates)
     row["area_change_m2"] = total - previous_total if years is not None else None
     row["growth_area_m2"] = float(sum(r.get("growth_area_m2") or 0.0 for r in records)) if years is not None else None
     row["retreat_max_m_per_yr_median"] = float(np.median(rates)) if rates else None
@@ -617,7 +624,7 @@ def write_table(path: Path, layer: str, rows: Sequence[Mapping[str, Any]], schem
 class ChangeResult:
     output_path: Path
     dates: List[str]
-    counts: Dict[str, int]  # classes of the latest date, and not_seen_again over all dates
+    counts: Dict[str, int]  # classes and growing of the latest date, and not_seen_again over all dates
     summary: List[Dict[str, Any]]
     crs_name: str
     elapsed_s: float
@@ -631,6 +638,7 @@ def compare_inventories(
     min_overlap: float = DEFAULT_MIN_OVERLAP,
     overwrite: bool = False,
     progress: Optional[Progress] = None,
+    min_retreat_m: float = DEFAULT_MIN_RETREAT_M,
 ) -> ChangeResult:
     """Compare dated slump layers and write the change GeoPackage (layers named in OUTPUT_LAYERS)."""
     started = time.perf_counter()
@@ -638,16 +646,19 @@ def compare_inventories(
     output = Path(output)
     if not 0.0 < min_overlap <= 1.0:
         raise UserError(f"The minimum overlap is a share of the smaller slump, above 0 and at most 1 (not {min_overlap:g}).")
+    if not min_retreat_m >= 0.0:
+        raise UserError(f"The minimum retreat of a growing slump is a distance in metres, 0 or more (not {min_retreat_m:g}).")
     check_output(output, overwrite)
     inventories = [i if isinstance(i, InventoryInput) else InventoryInput.parse(i) for i in inputs]
     by_date, working = load_slumps(inventories, parse_dates_list(dates), date_field)
     progress.report(0.2, "loaded")
-    analysis = analyse_change(by_date, min_overlap, progress.sub(0.2, 0.9))
+    analysis = analyse_change(by_date, min_overlap, progress.sub(0.2, 0.9), min_retreat_m)
     progress.check_cancelled()
     write_outputs(output, analysis, working.to_wkt())
     progress.report(1.0, "done")
     counts = {name: sum(1 for f in analysis.change if f.properties["change_class"] == name) for name in CHANGE_CLASSES}
     counts[NOT_SEEN_AGAIN] = len(analysis.not_seen)
+    counts["growing"] = sum(1 for f in analysis.change if f.properties.get("growing"))
     return ChangeResult(output, [d.isoformat() for d in by_date], counts, analysis.summary,
                         working.to_string() if working.to_epsg() is None else f"EPSG:{working.to_epsg()}",
                         time.perf_counter() - started)

@@ -27,8 +27,8 @@ from .report import SLUMP_COLOUR, _png, _style
 
 CLASS_COLOURS = {"repeat": "#4f81bd", "new": "#9bbb59", "merged": "#8064a2", "split": "#f79646", NOT_SEEN_AGAIN: "#a5a5a5"}
 GROWTH_COLOUR = SLUMP_COLOUR
-# Below half a metre nothing moved at any imagery resolution the plugin meets (2-10 m).
-MOVED_M = 0.5
+# For change files written before the `growing` field: below this nothing counts as moved.
+MOVED_M = 1.0
 
 
 @dataclass
@@ -112,21 +112,24 @@ def area_series_figure(summary: Sequence[Dict[str, Any]]):
 
 
 def retreat_histogram_figure(change: Sequence[Dict[str, Any]]):
+    """Maximum retreat rates of the growing slumps (headwall out at least the analysis's
+    min_retreat_m); older files without the ``growing`` field use MOVED_M."""
     import matplotlib.pyplot as plt
 
     matched = [r for r in change if r.get("retreat_max_m_per_yr") is not None]
-    moved = np.array([r["retreat_max_m_per_yr"] for r in matched if r["retreat_max_m"] >= MOVED_M], dtype=float)
+    growing = [r for r in matched if (r["growing"] if r.get("growing") is not None else r["retreat_max_m"] >= MOVED_M)]
+    rates = np.array([r["retreat_max_m_per_yr"] for r in growing], dtype=float)
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     _style(ax)
-    if moved.size:
-        ax.hist(moved, bins=20, color=SLUMP_COLOUR, edgecolor="white", linewidth=0.5, label=f"slumps that moved out (n={moved.size})")
-        ax.axvline(np.median(moved), color="black", linewidth=1.2, label=f"median {np.median(moved):.3g} m/yr")
+    if rates.size:
+        ax.hist(rates, bins=20, color=SLUMP_COLOUR, edgecolor="white", linewidth=0.5, label=f"growing slumps (n={rates.size})")
+        ax.axvline(np.median(rates), color="black", linewidth=1.2, label=f"median {np.median(rates):.3g} m/yr")
         ax.legend(fontsize=7, frameon=False)
     else:
-        ax.text(0.5, 0.5, "no headwall moved outward", ha="center", va="center", transform=ax.transAxes, color="#777777")
+        ax.text(0.5, 0.5, "no growing slump", ha="center", va="center", transform=ax.transAxes, color="#777777")
     ax.set_xlabel("Maximum headwall retreat (m/yr)")
     ax.set_ylabel("Number of slumps")
-    ax.set_title(f"{len(matched) - moved.size} of {len(matched)} matches moved out less than {MOVED_M:g} m", fontsize=8)
+    ax.set_title(f"{rates.size} of {len(matched)} matched slumps growing", fontsize=8)
     return fig
 
 
@@ -162,7 +165,7 @@ def growth_map_figure(tables: ChangeTables):
 
 
 def _counts_table(summary: Sequence[Dict[str, Any]]) -> str:
-    names = (*CHANGE_CLASSES, NOT_SEEN_AGAIN)
+    names = (*CHANGE_CLASSES, "growing", NOT_SEEN_AGAIN)
     head = "".join(f"<th>{html.escape(n.replace('_', ' '))}</th>" for n in names)
     rows = []
     for r in summary:
@@ -199,7 +202,8 @@ def change_section_html(path: "Path | str") -> str:
 <p>Each date is compared with the one before it. A later slump that overlaps one earlier slump is a
 <em>repeat</em>, several earlier slumps <em>merged</em>, one earlier slump that also became others
 <em>split</em>, none <em>new</em>; earlier slumps with no later match are <em>not seen again</em>
-(candidates for stabilised). Retreat is the outward distance of the new boundary from the old outline
+(candidates for stabilised). A matched slump is <em>growing</em> when its headwall moved out at least
+the analysis's minimum retreat. Retreat is the outward distance of the new boundary from the old outline
 (see docs/CHANGE.md).</p>
 {_counts_table(tables.summary)}
 {figures}

@@ -26,7 +26,7 @@ LAYER_OUTPUTS = (
     ("GROWTH_AREAS", "growth_areas", "Growth areas"),
     ("SUMMARY", "change_summary", "Change summary per date"),
 )
-COUNT_OUTPUTS = ("N_REPEAT", "N_NEW", "N_MERGED", "N_SPLIT", "N_NOT_SEEN_AGAIN")
+COUNT_OUTPUTS = ("N_REPEAT", "N_NEW", "N_MERGED", "N_SPLIT", "N_GROWING", "N_NOT_SEEN_AGAIN")
 
 
 class _StyleByClass(QgsProcessingLayerPostProcessorInterface):
@@ -57,7 +57,8 @@ class ChangeAlgorithm(ThawSlumpAlgorithm):
         "merged (several earlier) or split (its earlier slump also became others); an earlier slump "
         "with no match is not seen again (candidate for stabilised). Per slump: area and perimeter "
         "change, headwall retreat (max and mean outward distance of the new boundary from the old "
-        "outline, m and m/yr), growth direction (degrees from north), a stable slump_id and the ARTS "
+        "outline, m and m/yr), growth direction (degrees from north), growing (headwall out at least "
+        "MIN_RETREAT m), a stable slump_id and the ARTS "
         "relationship fields (RepeatRTS, MergedRTS, SplitRTS, NewRTS, StabilizedRTS, UnknownRelationship).\n\n"
         "OUTPUT is a GeoPackage with the layers change, not_seen_again, growth_areas, change_summary "
         "and change_history; existing layers of these names are replaced only with OVERWRITE."
@@ -66,6 +67,7 @@ class ChangeAlgorithm(ThawSlumpAlgorithm):
     DATES = "DATES"
     DATE_FIELD = "DATE_FIELD"
     MIN_OVERLAP = "MIN_OVERLAP"
+    MIN_RETREAT = "MIN_RETREAT"
     OVERWRITE = "OVERWRITE"
     OUTPUT = "OUTPUT"
     REPORT = "REPORT"
@@ -79,6 +81,9 @@ class ChangeAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.MIN_OVERLAP, "Overlap that makes two outlines the same slump (share of the smaller)",
             QgsProcessingParameterNumber.Double, defaultValue=0.1, minValue=0.001, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_RETREAT, "Headwall move that makes a slump 'growing' (m; use the pixel size)",
+            QgsProcessingParameterNumber.Double, defaultValue=1.0, minValue=0.0))
         self.addParameter(QgsProcessingParameterBoolean(self.OVERWRITE, "Replace change layers already in the output", False))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Change GeoPackage", "GeoPackage (*.gpkg)"))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -119,6 +124,7 @@ class ChangeAlgorithm(ThawSlumpAlgorithm):
             date_field=self.parameterAsString(parameters, self.DATE_FIELD, context) or None,
             min_overlap=self.parameterAsDouble(parameters, self.MIN_OVERLAP, context),
             overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context), progress=feedback_progress(feedback),
+            min_retreat_m=self.parameterAsDouble(parameters, self.MIN_RETREAT, context),
         )
         if report:
             from ..analysis.change_report import write_change_report

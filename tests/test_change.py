@@ -72,6 +72,13 @@ def _by_name(truth, path: Path) -> dict:
     return {truth.later_names[p["source_index"]]: (p, g) for p, g in _rows(path, "change")}
 
 
+def _growing(truth) -> set:
+    """The slumps whose headwall moved out: the grown ones and the merge (its bridge reaches
+    beyond both old outlines), not the unchanged, shrunk, split or new ones."""
+    moved = {name for name, (d, _) in truth.expected_retreat.items() if d > 0}
+    return moved | {name for name, c in truth.expected_class.items() if c == "merged"}
+
+
 def _angle_between(a: float, b: float) -> float:
     return abs((a - b + 180.0) % 360.0 - 180.0)
 
@@ -101,7 +108,8 @@ def test_retreat_within_one_pixel_and_direction(truth, made):
         if distance > 0:
             assert 0 < p["retreat_mean_m"] <= p["retreat_max_m"] + 1e-9
             assert _angle_between(p["growth_direction_deg"], direction) <= DIRECTION_TOLERANCE_DEG, (name, p["growth_direction_deg"], direction)
-            assert p["shrank"] == 0 and p["area_change_m2"] > 0
+            assert p["shrank"] == 0 and p["area_change_m2"] > 0 and p["growing"] == 1
+    assert {name for name, (p, _) in rows.items() if p["growing"]} == _growing(truth)
 
 
 def test_shrunk_slump_is_a_repeat_that_did_not_retreat(truth, made):
@@ -164,6 +172,8 @@ def test_growth_areas_and_summary(truth, made):
     last = summary[1]
     counts = {c: sum(1 for n in truth.later_names if truth.expected_class[n] == c) for c in ("repeat", "new", "merged", "split")}
     assert {c: last[f"n_{c}"] for c in counts} == counts and last["n_not_seen_again"] == len(truth.not_seen)
+    assert last["n_growing"] == len(_growing(truth))
+    assert last["retreat_max_m_per_yr_median"] > 0  # over the growing slumps, not the unchanged ones
     assert last["total_area_m2"] == pytest.approx(sum(g.area for g in truth.later), rel=1e-9)
     assert last["area_change_m2"] == pytest.approx(sum(g.area for g in truth.later) - sum(g.area for g in truth.earlier), rel=1e-9)
 
@@ -265,6 +275,6 @@ def test_an_empty_later_layer_means_every_slump_is_not_seen_again(truth, layers,
     empty = tmp_path / "empty.gpkg"
     write_polygons(empty, "slumps", [], truth.crs_wkt, {"name": "str:40"})
     result = compare_inventories([layers[0], empty], tmp_path / "c.gpkg", dates=DATES)
-    assert result.counts == {"repeat": 0, "new": 0, "merged": 0, "split": 0, "not_seen_again": len(truth.earlier)}
+    assert result.counts == {"repeat": 0, "new": 0, "merged": 0, "split": 0, "growing": 0, "not_seen_again": len(truth.earlier)}
     with pytest.raises(UserError, match="None of the layers holds a polygon"):
         compare_inventories([empty, empty], tmp_path / "d.gpkg", dates=DATES)

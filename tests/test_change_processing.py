@@ -53,6 +53,8 @@ def test_processing_run_writes_the_named_layers(provider, truth, layers, tmp_pat
     counts = _expected_counts(truth)
     assert {name: result[f"N_{name.upper()}"] for name in counts} == counts
     assert result["N_NOT_SEEN_AGAIN"] == len(truth.not_seen)
+    grown = [d for d, _ in truth.expected_retreat.values() if d > 0]
+    assert result["N_GROWING"] == len(grown) + counts["merged"]  # the merge's bridge reaches out too
     change = QgsVectorLayer(result["CHANGE"], "change", "ogr")
     assert change.isValid() and change.featureCount() == len(truth.later)
     assert set(CHANGE_SCHEMA) <= set(change.fields().names())
