@@ -218,6 +218,9 @@ def write_report(
         progress.report(0.3 + 0.5 * (i + 1) / len(HISTOGRAMS), "figures")
     figures.append(("Aspect rose", _png(aspect_rose_figure(records))))
     figures.append(("Map overview", _png(map_figure([f.geometry for f in data.features], data.crs_wkt, image))))
+    from .change_report import change_section_html  # empty unless the file holds change layers
+
+    change_html = change_section_html(polygons_path)
     progress.report(0.95, "writing")
     title = f"Thaw slump morphometry: {Path(polygons_path).name}"
     figure_html = "\n".join(
@@ -249,6 +252,7 @@ circularity 0.06-0.63 (mean 0.34), slope 2.4-12.1&deg; (mean 5.5), standardised 
 {_facing_table(records)}
 <h2>Figures</h2>
 {figure_html}
+{change_html}
 </body></html>
 """
     try:

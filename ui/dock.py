@@ -222,6 +222,7 @@ class DetectDock(QgsDockWidget):
         scroll.setWidget(detect_page)
         self.tabs.addTab(scroll, "Detect")
         self._embed_review_panel()
+        self._embed_change_panel()
         self.setWidget(self.tabs)
 
         self.raster_combo.layerChanged.connect(self._layer_changed)
@@ -240,6 +241,13 @@ class DetectDock(QgsDockWidget):
         canvas = self.iface.mapCanvas() if self.iface is not None else None
         self.review_panel = ReviewPanel(parent=self, canvas=canvas)
         self.tabs.addTab(self.review_panel, "Review")
+
+    def _embed_change_panel(self) -> None:
+        """Slumps through time (issue 13): two dated layers -> change layers styled by class."""
+        from .change_panel import ChangePanel
+
+        self.change_panel = ChangePanel(self.iface, parent=self)
+        self.tabs.addTab(self.change_panel, "Change")
 
     # ------------------------------------------------------------------ settings
     def _setting(self, key: str, default: Any = None, type_: type = str) -> Any:
@@ -627,6 +635,8 @@ class DetectDock(QgsDockWidget):
         self.save_settings()
         if self.task is not None:
             self.task.cancel()
+        if getattr(self, "change_panel", None) is not None:
+            self.change_panel.shutdown()
         if self.install_task is not None:
             self.install_task.cancel()
 
