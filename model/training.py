@@ -105,6 +105,8 @@ class FitOutcome:
     steps: int
     elapsed_s: float
     stopped_because: str
+    crop_size: int = 0  # the crop actually used (see effective_crop_size)
+    precision: str = "fp32"
 
 
 @dataclass
@@ -390,7 +392,8 @@ def fit(
     if best_state is None:
         best_state, best_metrics = snapshot(), dict(history[-1]) if history else {}
     net.eval()
-    return FitOutcome(as_checkpoint(best_state), history, best_metrics, step, time.perf_counter() - started, stopped)
+    return FitOutcome(as_checkpoint(best_state), history, best_metrics, step, time.perf_counter() - started, stopped,
+                      settings.crop_size, precision.name)
 
 
 def resampled_for_inference(chip: LoadedChip, gsd_m: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -419,24 +422,29 @@ class ChipPrediction:
     gsd_m: float
 
 
-def predict_chips(ckpt: Checkpoint, chips: List[LoadedChip], device: str = "auto", progress: Optional[Progress] = None) -> List[ChipPrediction]:
-    """Probabilities through the detection engine's own tiling and blending."""
+def predict_chips(ckpt: Checkpoint, chips: List[LoadedChip], device: str = "auto", progress: Optional[Progress] = None,
+                  tta: str = "none") -> List[ChipPrediction]:
+    """Probabilities through the detection engine's own tiling and blending (and its
+    test-time augmentation, when asked)."""
+    from ..engine.backends import make_predictor
     from ..engine.inference import predict_array
+    from ..engine.tiling import fit_tile_size
+    from ..engine.tta import with_tta
 
     out = []
+    predictors: Dict[int, Any] = {}  # one network per tile size, not one per chip
     for i, chip in enumerate(chips):
         if progress:
             progress.check_cancelled()
             progress.report(i / max(1, len(chips)), f"predicting validation chip {i + 1}/{len(chips)}")
         image, valid, mask = resampled_for_inference(chip, ckpt.gsd_m)
-        prob = predict_array(ckpt, image, valid, device=device, backend="torch")
+        tile = fit_tile_size(valid.shape[0], valid.shape[1], int(ckpt.tile_size))
+        if tile not in predictors:
+            predictors[tile] = with_tta(make_predictor(ckpt, device=device, backend="torch", tile_size=tile), tta)
+        predictor = predictors[tile]
+        prob = predict_array(ckpt, image, valid, predictor=predictor)
         out.append(ChipPrediction(prob, valid, mask, ckpt.gsd_m))
     return out
-
-
-def score_predictions(predictions: List[ChipPrediction], threshold: float, min_area_m2: float) -> Dict[str, float]:
-    """Pixel IoU (pooled) and instance P/R/F1 at IoU 0.5 under the paper's rule, summed over chips."""
-    return score_grid(predictions, (threshold,), (min_area_m2,))[(threshold, min_area_m2)]
 
 
 def score_grid(predictions: List[ChipPrediction], thresholds: Sequence[float], min_areas: Sequence[float],
@@ -563,7 +571,8 @@ def train_model(
         "n_train_chips": len(train_chips),
         "n_val_chips": len(val_chips),
         "metrics": metrics,
-        "recipe": dict(settings.to_dict(), steps=outcome.steps, stopped=outcome.stopped_because, gsd_m=gsd),
+        "recipe": dict(settings.to_dict(), steps=outcome.steps, stopped=outcome.stopped_because, gsd_m=gsd,
+                       crop_size_used=outcome.crop_size, precision_used=outcome.precision),
         "training_seconds": round(time.perf_counter() - started, 1),
         **(extra_provenance or {}),
     }

@@ -45,6 +45,8 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
         "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
+        # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
+        "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "new_bundled": ("bundled", lambda: new()),
         "old_imagenet": ("imagenet", lambda: old()),
         "old_bundled": ("bundled", lambda: old()),
@@ -66,12 +68,40 @@ def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
     return out
 
 
+def _save(out: Path, preds: list, gsd: float, seconds: float, steps: int) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **{f"{i}_{k}": getattr(p, k) for i, p in enumerate(preds) for k in ("probability", "valid", "mask")},
+                        gsd=gsd, seconds=seconds, steps=steps, n=len(preds))
+
+
+def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start: str) -> None:
+    """The fold's stored model again, predicting with test-time augmentation (a recipe of its own)."""
+    import torch
+
+    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.model.training import imagenet_checkpoint, predict_chips
+
+    state = recipe_dir / f"{fold}.state.pt"
+    out = recipe_dir.parent / f"{recipe_dir.name}+tta_{mode}" / f"{fold}.npz"
+    if not state.exists() or out.exists():
+        return
+    gsd = 10.0 if fold.startswith("s2") else 3.0
+    ckpt = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
+    ckpt.state_dict, ckpt.gsd_m = torch.load(state, weights_only=True), gsd
+    meta = np.load(recipe_dir / f"{fold}.npz")
+    started = time.perf_counter()
+    preds = predict_chips(ckpt, test, "cpu", tta=mode)
+    _save(out, preds, gsd, float(meta["seconds"]), int(meta["steps"]))
+    print(f"{recipe_dir.name} {fold} TTA {mode}: predicted in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=["new_imagenet", "old_imagenet"])
     parser.add_argument("--folds", nargs="*", default=None, help="fold names (default all)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--output", type=Path, default=REPO / "out" / "experiments")
+    parser.add_argument("--tta", nargs="*", default=[], help="re-predict the stored fold models with these TTA modes (flip2, d4)")
     args = parser.parse_args()
     import torch
 
@@ -98,6 +128,10 @@ def main() -> int:
             continue
         for name in args.recipes:
             start, make_settings = table[name]
+            for mode in args.tta:
+                _predict_with_tta(args.output / name, fold, test, mode, start)
+            if args.tta:
+                continue
             out = args.output / name / f"{fold}.npz"
             if out.exists():
                 continue
@@ -108,9 +142,7 @@ def main() -> int:
             outcome = fit(base, train, [], settings, gsd)
             seconds = time.perf_counter() - started
             preds = predict_chips(outcome.checkpoint, test, "cpu")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out, **{f"{i}_{k}": getattr(p, k) for i, p in enumerate(preds) for k in ("probability", "valid", "mask")},
-                                gsd=gsd, seconds=seconds, steps=outcome.steps, n=len(preds))
+            _save(out, preds, gsd, seconds, outcome.steps)
             print(f"{name} {fold}: {outcome.steps} steps in {seconds:.0f} s", file=sys.stderr, flush=True)
             torch.save(outcome.checkpoint.state_dict, out.with_suffix(".state.pt"))
     json.dump({"recipes": args.recipes, "steps": args.steps}, open(args.output / "last_run.json", "w"))
