@@ -29,7 +29,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget for training before calibration (default 21)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
-    p.add_argument("--bundled-recipe", action="store_true", help="train from ImageNet weights with the bundled model's recipe (DATA = the Arctic chip folder)")
+    p.add_argument("--bundled-recipe", action="store_true", help="train from ImageNet weights with the bundled model's recipe (DATA = the Arctic and Sentinel-2 chip folders)")
     p.set_defaults(run=run)
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     bar = TextProgressBar("train")
     try:
         if args.bundled_recipe:
-            result = train_bundled(args.data[0], args.output, Progress(bar), device=args.device)
+            result = train_bundled(args.data, args.output, Progress(bar), device=args.device)
         else:
             result = fine_tune(
                 args.data, args.output, base_checkpoint=args.base, epochs=args.epochs, learning_rate=args.learning_rate,

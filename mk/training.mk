@@ -1,9 +1,11 @@
 # Training: chip folder from the shared Arctic chips, the bundled checkpoint, user fine-tuning.
 .PHONY: chips train train-bundled cross-validate
 CHIPS_DIR ?= out/arctic_chips
+S2_CHIPS_DIR ?= out/sentinel2_chips
 
 chips: setup
 	$(TSM) build-chips "$(SHARED)/data/arctic_rts_chips" "$(CHIPS_DIR)"
+	$(TSM) build-chips "$(SHARED)/data/sentinel2_sites" "$(S2_CHIPS_DIR)"
 
 # Outside checks call this exact form: make train DATA=<folder> OUTPUT=<checkpoint> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x]
 train: setup
@@ -12,7 +14,7 @@ train: setup
 
 # Reproduces model/weights/thaw_slump_deeplabv3plus.pt (same seed, fixed step count).
 train-bundled: chips
-	$(TSM) train "$(CHIPS_DIR)" --bundled-recipe --output model/weights/thaw_slump_deeplabv3plus.pt
+	$(TSM) train "$(CHIPS_DIR)" "$(S2_CHIPS_DIR)" --bundled-recipe --output model/weights/thaw_slump_deeplabv3plus.pt
 
 # 3-fold cross-validation of the bundled recipe (the MODEL_CARD.md table); long: about 3x train-bundled / 2.
 cross-validate: chips

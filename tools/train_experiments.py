@@ -54,11 +54,11 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
 
 
 def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
-    rng = np.random.default_rng(2026)
-    order = rng.permutation(len(chips_arctic)).tolist()
+    from thaw_slump_mapper.model.cross_validation import chip_folds
+
     out = []
-    for k in range(4):
-        held = set(order[k::4])
+    for k, held_out in enumerate(chip_folds(len(chips_arctic), 4, 2026)):
+        held = set(held_out)
         out.append((f"arctic{k + 1}", [c for i, c in enumerate(chips_arctic) if i not in held],
                     [c for i, c in enumerate(chips_arctic) if i in held]))
     for site in ("Peel", "Bykovsky"):
