@@ -129,3 +129,13 @@ def _fail(model_bands: Sequence[str], raster_count: int) -> BandChoice:
         f"Cannot tell which of the {raster_count} raster bands are {', '.join(model_bands)}; "
         f"pass the band numbers explicitly, e.g. --bands 1,2,3."
     )
+
+
+def choose_bands_for_file(model_bands: Sequence[str], path: str) -> BandChoice:
+    """The default bands of a raster file, as detection would choose them (for the dock)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return choose_bands(
+            model_bands, src.count, [ci.name for ci in src.colorinterp], None, list(src.descriptions), src.dtypes[0]
+        )

@@ -241,7 +241,8 @@ def _check_outputs(request: DetectionRequest) -> _Outputs:
     layer = None
     if request.output_path:
         layer = check_vector_output(
-            request.output_path, request.layer_name, [(p, None) for p in inputs if p], request.overwrite, request.layer_named
+            request.output_path, request.layer_name, [(p, None) for p in inputs if p], request.overwrite, request.layer_named,
+            field_names=list(DETECTION_SCHEMA),
         )
     probability = request.probability_path or (
         default_probability_path(Path(request.output_path), request.layer_name) if request.output_path else None

@@ -18,17 +18,21 @@ import shutil
 import signal
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 from .errors import UserError
 
 # Vector formats in which every detection field survives (names, full-length text, CRS).
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".fgb": "FlatGeobuf"}
+SHAPEFILE_NAME_LIMIT, SHAPEFILE_TEXT_LIMIT = 10, 254
+SHAPEFILE_REFUSAL = (
+    "a Shapefile cuts field names to 10 characters and text to 254, so fields such as perimeter_m and the "
+    "model's outline (orig_wkt) would be lost"
+)
 REFUSED_VECTOR_FORMATS = {
-    ".shp": "a Shapefile cuts field names to 10 characters and text to 254, so perimeter_m and the "
-    "model's outline (orig_wkt) would be lost",
     ".txt": "that is a Geoconcept text file without a CRS",
     ".gxt": "that is a Geoconcept text file without a CRS",
     ".csv": "CSV keeps no CRS",
@@ -73,7 +77,7 @@ def check_folder_accepts_files(folder: Path, what: str, create: bool = False) ->
             raise UserError(f"The folder {folder} for the {what} does not exist; create it or choose another output.")
         probe_in = _existing_ancestor(folder)
     if not probe_in.is_dir():
-        raise UserError(f"{probe_in} is not a folder; choose another place for the {what}.")
+        raise UserError(f"The folder {probe_in} for the {what} does not exist ({probe_in.name} is a file); choose another output.")
     try:
         handle, probe = tempfile.mkstemp(prefix=PARTIAL_MARK + "probe-", dir=probe_in)
         os.close(handle)
@@ -126,8 +130,14 @@ class VectorTarget:
     overwrite: bool
 
 
-def vector_driver(path: Path) -> str:
+def vector_driver(path: Path, field_names: Optional[Sequence[str]] = None) -> str:
+    """The OGR driver for an output, refusing formats that would lose fields. A Shapefile is
+    accepted only for a known schema whose names all fit (text length is checked on writing)."""
     suffix = path.suffix.lower()
+    if suffix == ".shp":
+        if field_names is not None and all(len(name) <= SHAPEFILE_NAME_LIMIT for name in field_names):
+            return "ESRI Shapefile"
+        raise UserError(f"Cannot write {_describe(path)}: {SHAPEFILE_REFUSAL}; write a .gpkg (GeoPackage) instead.")
     if suffix in REFUSED_VECTOR_FORMATS:
         raise UserError(f"Cannot write {_describe(path)}: {REFUSED_VECTOR_FORMATS[suffix]}; write a .gpkg (GeoPackage) instead.")
     if suffix not in VECTOR_DRIVERS:
@@ -154,6 +164,7 @@ def check_vector_output(
     inputs: Iterable[tuple] = (),
     overwrite: bool = False,
     layer_named: bool = True,
+    field_names: Optional[Sequence[str]] = None,
 ) -> VectorTarget:
     """Check a polygon output before any work.
 
@@ -168,13 +179,14 @@ def check_vector_output(
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"The polygon output {path} is a folder; give a file name ending in .gpkg.")
-    driver = vector_driver(path)
+    driver = vector_driver(path, field_names)
     layer = (layer or "").strip()
     if not layer:
         raise UserError("Give a layer name for the polygons.")
     if layer.startswith(PARTIAL_MARK.strip(".")):
         raise UserError(f"Layer names starting with {PARTIAL_MARK.strip('.')} are reserved; choose another layer name.")
     multi_layer = driver == "GPKG"
+    layer_named = layer_named or not multi_layer  # a single-layer file is named by its file name
     for source, source_layer in inputs:
         if source and same_file(path, source) and (not multi_layer or source_layer in (None, layer)):
             raise UserError(f"The output {_describe(path)} (layer {layer}) is also an input of this run; choose another output.")
@@ -277,7 +289,7 @@ class StagedFolder:
     def __init__(self, final: Path | str, overwrite: bool = False) -> None:
         self.final = Path(final)
         self.overwrite = overwrite
-        self.temp = temporary_name(self.final, _existing_ancestor(self.final.parent))
+        self.temp = temporary_name(self.final)
         self.temp.mkdir(parents=True)
         self.done = False
 
@@ -338,6 +350,51 @@ def check_folder_output(
     if clashes and not overwrite:
         raise UserError(f"{folder} already holds {', '.join(clashes)}; choose an empty folder or ask to overwrite explicitly.")
     return folder
+
+
+# ------------------------------------------------------------------ one call per front end
+
+CHIP_EXPORT_ENTRIES = ("images", "masks", "manifest.csv", "labels_arts.geojson")
+
+
+@contextmanager
+def staged_file_output(
+    path: Path | str,
+    what: str,
+    suffixes: Sequence[str],
+    inputs: Iterable[Path | str | None] = (),
+    overwrite: bool = False,
+    progress=None,
+    create_folder: bool = False,
+) -> Iterator[Path]:
+    """Check a single-file output, yield a temporary path to write, and move it into place
+    only when the block finishes without error or cancel."""
+    final = check_file_output(path, what, suffixes, inputs, overwrite, create_folder)
+    staged = StagedFile(final, overwrite)
+    try:
+        yield staged.temp
+        if progress is not None:
+            progress.check_cancelled()
+        staged.commit()
+    finally:
+        staged.discard()
+
+
+@contextmanager
+def staged_chip_export(
+    folder: Path | str, inputs: Iterable[Path | str | None] = (), overwrite: bool = False, progress=None
+) -> Iterator[Path]:
+    """Check a training-chip folder, yield a temporary folder to fill, and move its entries
+    (images/, masks/, manifest.csv, labels_arts.geojson) into place only when complete."""
+    final = check_folder_output(folder, "chip folder", CHIP_EXPORT_ENTRIES, inputs, overwrite)
+    staged = StagedFolder(final, overwrite)
+    try:
+        yield staged.temp
+        if progress is not None:
+            progress.check_cancelled()
+        staged.commit([name for name in CHIP_EXPORT_ENTRIES if (staged.temp / name).exists()])
+    finally:
+        staged.discard()
 
 
 # ------------------------------------------------------------------ test seam for kills

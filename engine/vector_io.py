@@ -75,6 +75,15 @@ def layer_exists(path: Path | str, layer: str) -> bool:
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 
 
+def input_layer_name(path: Path | str, layer: Optional[str]) -> Optional[str]:
+    """The layer a read will use: the one named, else the first of a multi-layer file (so an
+    output into the same GeoPackage can be checked against it)."""
+    if layer or Path(path).suffix.lower() not in (".gpkg", ".sqlite"):
+        return layer
+    layers = list_layers(path)
+    return layers[0] if layers else None
+
+
 def read_polygons(path: Path | str, layer: Optional[str] = None, repair: bool = True, what: str = "polygon layer") -> PolygonLayer:
     """All polygon features of a layer, checked: a layer holding points or lines is refused in
     one line (it would silently score or measure nothing), as are coordinates that cannot be
@@ -183,7 +192,7 @@ def write_polygons(
     """Write features as MultiPolygons, safely (engine/output_safety.py): refuses an existing
     layer unless ``overwrite``, writes to a temporary file first and moves or copies it in
     atomically, so an old layer and every other layer of the file survive any failure."""
-    target = check_vector_output(path, layer, inputs, overwrite, layer_named)
+    target = check_vector_output(path, layer, inputs, overwrite, layer_named, field_names=list(schema))
     staged = StagedLayer(target)
     try:
         staged.write(features, crs_wkt, schema)
@@ -197,12 +206,18 @@ class StagedLayer:
 
     def __init__(self, target: VectorTarget) -> None:
         self.target = target
-        self.temp = temporary_name(target.path)
+        # <temporary folder>/<layer>.<suffix>: a writer that names the layer after the file
+        # (QGIS's feature sinks) then gives it the right name too.
+        self.folder = temporary_name(target.path.with_suffix(""))
+        self.folder.mkdir(parents=True)
+        self.temp = self.folder / (_file_safe(target.layer) + target.path.suffix)
         self.done = False
 
     def write(self, features: Sequence[PolygonFeature], crs_wkt: str, schema: Mapping[str, str]) -> None:
         fiona_schema = {"geometry": "MultiPolygon", "properties": dict(schema)}
         layer = self.target.layer if self.target.driver == "GPKG" else None
+        if self.target.driver == "ESRI Shapefile":
+            _refuse_long_text(features, self.target.path)
         try:
             with fiona.open(str(self.temp), "w", driver=self.target.driver, layer=layer, schema=fiona_schema, crs_wkt=crs_wkt) as dst:
                 dst.writerecords(
@@ -220,6 +235,13 @@ class StagedLayer:
         target = self.target
         if target.driver == "GPKG" and target.path.exists():
             copy_layer_into_geopackage(self.temp, target.path, target.layer, target.overwrite)
+        elif target.driver == "ESRI Shapefile":
+            # Several files: the .dbf, .shx, .prj ... go first, the .shp that names the layer last.
+            parts = sorted(self.temp.parent.glob(self.temp.stem + ".*"), key=lambda p: p.suffix.lower() == ".shp")
+            for part in parts:
+                staged = StagedFile(target.path.with_suffix(part.suffix), overwrite=target.overwrite)
+                staged.temp = part
+                staged.commit()
         else:
             staged = StagedFile(target.path, overwrite=target.overwrite)
             staged.temp = self.temp
@@ -228,7 +250,20 @@ class StagedLayer:
         return target.path
 
     def discard(self) -> None:
-        remove_quietly(self.temp)
+        remove_quietly(self.folder)
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-." else "_" for c in name).strip(".") or "layer"
+
+
+def _refuse_long_text(features: Sequence[PolygonFeature], path: Path) -> None:
+    from .output_safety import SHAPEFILE_REFUSAL, SHAPEFILE_TEXT_LIMIT
+
+    for feature in features:
+        for name, value in feature.properties.items():
+            if isinstance(value, str) and len(value.encode("utf-8")) > SHAPEFILE_TEXT_LIMIT:
+                raise UserError(f"Cannot write {path.name}: field {name} holds longer text; {SHAPEFILE_REFUSAL}; write a .gpkg instead.")
 
 
 def _as_multipolygon(geom: BaseGeometry) -> BaseGeometry:
@@ -274,7 +309,7 @@ def copy_layer_into_geopackage(source_gpkg: Path, target_gpkg: Path, layer: str,
         raise UserError(f"Cannot write {target_gpkg.name}: another program holds it locked; close it there and retry.")
     try:
         # Feature by feature inside our transaction (CopyLayer would open a second one).
-        _copy_features(source.GetLayerByName(layer), target, staged_name)
+        _copy_features(source.GetLayerByName(layer) or source.GetLayer(0), target, staged_name)
         names = [target.GetLayer(i).GetName() for i in range(target.GetLayerCount())]
         if layer in names:
             if not replace:
