@@ -115,11 +115,12 @@ class _Outputs:
                 staged.discard()
 
     def commit(self) -> None:
-        # The polygon layer goes last: it is what users open, and the commit window is tiny.
-        if self.staged_probability is not None:
-            self.staged_probability.commit()
+        # The layer first: its commit is one SQLite transaction (or one rename) that a kill
+        # rolls back; the probability raster follows with one rename.
         if self.staged_layer is not None:
             self.staged_layer.commit()
+        if self.staged_probability is not None:
+            self.staged_probability.commit()
 
 
 def run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:

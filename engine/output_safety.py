@@ -197,6 +197,7 @@ def check_vector_output(
         if not path.is_file():
             raise UserError(f"{path} exists and is not a regular file; choose another output.")
         if multi_layer:
+            _roll_back_interrupted_commit(path)
             layers = list_layers(path)
             if not layers and path.stat().st_size > 0:
                 raise UserError(f"{_describe(path)} exists but is not a GeoPackage GDAL can read; choose another output name.")
@@ -214,6 +215,31 @@ def check_vector_output(
                 "explicitly (--layer, or table=/layername= in the output) together with overwrite."
             )
     return VectorTarget(path, layer, driver, file_exists, layer_exists, overwrite)
+
+
+def _roll_back_interrupted_commit(path: Path) -> None:
+    """A run killed inside its final SQLite transaction leaves ``<file>-journal``. The file's
+    content was never changed: SQLite rolls a hot journal back on the next open, and a journal
+    whose header was never completed (magic all zeros) is not hot and is only litter. Remove
+    it, but only while holding the write lock, so no live transaction's journal is touched."""
+    journal = Path(str(path) + "-journal")
+    if not journal.exists():
+        return
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(str(path), timeout=1.0, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")  # a hot journal is rolled back here; no other writer now
+            with open(journal, "rb") as handle:
+                stale = handle.read(8) in (b"", bytes(8))
+            if stale:
+                journal.unlink()
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+    except (sqlite3.Error, OSError):
+        pass  # someone else is writing it: leave the journal to them
 
 
 # ------------------------------------------------------------------ staging and commit

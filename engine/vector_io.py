@@ -247,6 +247,7 @@ class StagedLayer:
             staged.temp = self.temp
             staged.commit()
         self.done = True
+        remove_quietly(self.folder)
         return target.path
 
     def discard(self) -> None:
