@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
 
 from qgis.core import (
     QgsCoordinateTransformContext,
@@ -86,7 +87,8 @@ def call_engine(feedback, work: Callable[[], T], cancelled_message: str = CANCEL
     except ImportError as err:  # pragma: no cover - the engine's own imports are light
         raise QgsProcessingException(f"The plugin is incomplete ({err}); reinstall it.") from None
     try:
-        return work()
+        with signals_cancel(feedback):
+            return work()
     except UserError as err:
         raise QgsProcessingException(str(err)) from None
     except (Cancelled, KeyboardInterrupt):
@@ -103,6 +105,34 @@ def call_engine(feedback, work: Callable[[], T], cancelled_message: str = CANCEL
         feedback.pushDebugInfo(traceback.format_exc())
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise QgsProcessingException(f"Unexpected {type(err).__name__}: {first} (no output was written; please report this).") from None
+
+
+@contextmanager
+def signals_cancel(feedback) -> Iterator[None]:
+    """Under qgis_process (algorithm on the main thread) Ctrl-C or SIGTERM cancels the feedback,
+    so the engine stops at its next check and removes its temporary outputs; a second signal
+    stops at once. A KeyboardInterrupt is not relied on: one raised inside a callback from C++
+    or a destructor is swallowed and the run would go on. In the QGIS desktop algorithms run
+    on worker threads, where nothing is changed."""
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def handle(_signum, _frame) -> None:
+            if feedback.isCanceled():
+                raise KeyboardInterrupt
+            feedback.cancel()
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) is not None:  # None: a C handler Python could not restore
+                previous[number] = signal.signal(number, handle)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def check_cancelled(feedback) -> None:
@@ -231,6 +261,17 @@ def raster_file_path(layer) -> str:
     if not Path(path).exists():
         raise QgsProcessingException(f"The file behind layer {layer.name()} was not found ({path}); save it as a GeoTIFF first.")
     return path
+
+
+def raster_input(algorithm, parameters, name: str, context) -> Tuple[Optional[str], Optional[Any]]:
+    """(file, layer or None) of a raster parameter. A plain file path is used as it is: loading
+    it as a QGIS layer would make QGIS compute statistics and leave <file>.aux.xml beside the
+    user's input. Layers (from the project, or by id) go through raster_file_path."""
+    value = parameters.get(name)
+    if isinstance(value, str) and value and Path(value).is_file():
+        return value, None
+    layer = algorithm.parameterAsRasterLayer(parameters, name, context)
+    return (raster_file_path(layer), layer) if layer is not None else (None, None)
 
 
 def layer_file(layer) -> Tuple[Optional[str], Optional[str]]:

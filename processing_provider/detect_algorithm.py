@@ -40,11 +40,19 @@ from .algorithm_base import (
     qgis_attribute,
     qgis_fields,
     qgis_geometry,
-    raster_file_path,
+    raster_file_path,  # noqa: F401 - the dock imports it from here
+    raster_input,
 )
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_LAYER_NAME = "thaw_slumps"  # engine.detect.DEFAULT_LAYER, without importing the engine here
+
+
+def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:
+    from ..engine.raster_source import open_raster
+
+    with open_raster(path) as src:  # refuses unreadable rasters and rasters without a CRS in one line
+        return QgsCoordinateReferenceSystem.fromWkt(src.crs.to_wkt())
 
 
 def bundled_checkpoint() -> str:
@@ -119,14 +127,14 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         add_overwrite_parameter(self)
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        input_path, layer = raster_input(self, parameters, self.INPUT, context)
+        if input_path is None:
             raise QgsProcessingException("Choose an input raster layer.")
-        input_path = raster_file_path(layer)
-        crs_wkt = layer.crs().toWkt()
+        raster_crs = layer.crs() if layer is not None else call_engine(feedback, lambda: raster_crs_of(input_path))
+        crs_wkt = raster_crs.toWkt()
         rect = None
         if parameters.get(self.EXTENT) not in (None, ""):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, raster_crs)
         checkpoint_text = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         probability_path = None
@@ -171,7 +179,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
             outputs[self.OUTPUT] = source
         else:
             fields = qgis_fields(dict(DETECTION_SCHEMA))
-            result_crs = QgsCoordinateReferenceSystem.fromWkt(result.crs_wkt) if result.crs_wkt else layer.crs()
+            result_crs = QgsCoordinateReferenceSystem.fromWkt(result.crs_wkt) if result.crs_wkt else raster_crs
             outputs[self.OUTPUT] = SafeVectorOutput(self, parameters, self.OUTPUT, context, DEFAULT_LAYER_NAME).write(
                 fields, QgsWkbTypes.MultiPolygon, result_crs, self._features(result, fields), feedback
             )

@@ -24,7 +24,7 @@ from .algorithm_base import (
     call_engine,
     feedback_progress,
     layer_file,
-    raster_file_path,
+    raster_input,
     vector_layer_file,
 )
 
@@ -85,9 +85,9 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ").lower()))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
+        image_path, _ = raster_input(self, parameters, self.IMAGE, context)
         labels = self.parameterAsVectorLayer(parameters, self.LABELS, context)
-        if image is None or labels is None:
+        if image_path is None or labels is None:
             raise QgsProcessingException("Choose an image and a label layer.")
         labels_path, labels_layer = vector_layer_file(labels, feedback)
         output = self.parameterAsString(parameters, self.OUTPUT, context)
@@ -98,7 +98,6 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
             raise QgsProcessingException(f"Bands must be comma-separated numbers like 1,2,3; got {bands_text!r}.") from None
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
-        image_path = raster_file_path(image)
         progress = feedback_progress(feedback)
         settings = dict(
             labels_layer=labels_layer, gsd_m=gsd,

@@ -31,7 +31,7 @@ from .algorithm_base import (
     feedback_progress,
     qgis_attribute,
     qgis_fields,
-    raster_file_path,
+    raster_input,
     layer_file,
 )
 
@@ -65,8 +65,7 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException("Choose a polygon layer.")
-        dem_layer = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        dem_path = raster_file_path(dem_layer) if dem_layer is not None else None
+        dem_path, _ = raster_input(self, parameters, self.DEM, context)
         crs: QgsCoordinateReferenceSystem = source.sourceCrs()
         name = source.sourceName() or "The input layer"
         if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:

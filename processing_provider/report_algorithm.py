@@ -19,7 +19,7 @@ from .algorithm_base import (
     call_engine,
     feedback_progress,
     layer_file,
-    raster_file_path,
+    raster_input,
     vector_layer_file,
 )
 
@@ -49,10 +49,9 @@ class ReportAlgorithm(ThawSlumpAlgorithm):
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Choose a polygon layer.")
-        image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         path, layer_name = vector_layer_file(layer, feedback)
-        image_path = raster_file_path(image) if image is not None else None
+        image_path, _ = raster_input(self, parameters, self.IMAGE, context)
         overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
         inputs = [layer_file(layer)[0], image_path]
 
