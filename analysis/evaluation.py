@@ -383,6 +383,7 @@ def evaluate_layers(
         "iou_sweep": {"thresholds": sweep.thresholds, "precision": sweep.precision, "recall": sweep.recall},
         "ap_score": ap_score,
         "repaired": {"detections": det_repaired, "reference": ref_repaired},
+        "warnings": _input_warnings(dets, refs),
     }
     progress.check_cancelled()
     if output_layer_path is not None:
@@ -398,6 +399,17 @@ def evaluate_layers(
             json_output.discard()
     progress.report(1.0, "Done")
     return summary
+
+
+def _input_warnings(dets: Sequence[BaseGeometry], refs: Sequence[BaseGeometry]) -> List[str]:
+    """Inputs that give a correct but probably unintended score: say so rather than stay silent."""
+    warnings: List[str] = []
+    for what, geoms in (("detection", dets), ("reference", refs)):
+        if not geoms:
+            warnings.append(f"The {what} layer holds no polygons, so every score is 0 or trivial.")
+    if dets and refs and not shapely.box(*shapely.total_bounds(dets)).intersects(shapely.box(*shapely.total_bounds(refs))):
+        warnings.append("The detection and reference layers do not overlap at all; check that each has its real CRS.")
+    return warnings
 
 
 def _check_evaluation_outputs(

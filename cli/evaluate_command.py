@@ -46,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
         f"pixel IoU {summary['pixel_iou']:.3f}, AP (IoU sweep) {summary['ap_iou_sweep']:.3f}, "
         f"AP (score) {'n/a (no score_mean)' if ap_score is None else format(ap_score, '.3f')}"
     )
-    for what, count in (("detection", summary["n_detections"]), ("reference", summary["n_references"])):
-        if count == 0:
-            print(f"warning: the {what} layer holds no polygons, so every score above is 0 or trivial", file=sys.stderr)
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     repaired = summary["repaired"]
     if repaired["detections"] or repaired["reference"]:
         print(f"repaired invalid geometries: {repaired['detections']} detection(s), {repaired['reference']} reference(s)")

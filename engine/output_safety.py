@@ -128,6 +128,7 @@ class VectorTarget:
     file_exists: bool
     layer_exists: bool
     overwrite: bool
+    replace_file: bool = False  # an existing file without layers is replaced whole (overwrite only)
 
 
 def vector_driver(path: Path, field_names: Optional[Sequence[str]] = None) -> str:
@@ -196,11 +197,16 @@ def check_vector_output(
     if file_exists:
         if not path.is_file():
             raise UserError(f"{path} exists and is not a regular file; choose another output.")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{_describe(path)} is read-only; choose another output or make it writable.")
         if multi_layer:
             _roll_back_interrupted_commit(path)
             layers = list_layers(path)
-            if not layers and path.stat().st_size > 0:
-                raise UserError(f"{_describe(path)} exists but is not a GeoPackage GDAL can read; choose another output name.")
+            if not layers:
+                # Empty, or not a GeoPackage at all: it is replaced as a whole file, only with overwrite.
+                if not overwrite:
+                    raise UserError(f"{_describe(path)} exists but holds no GeoPackage layer; choose another output name, or ask to overwrite it explicitly.")
+                return VectorTarget(path, layer, driver, file_exists, False, overwrite, replace_file=True)
             layer_exists = layer in layers
         else:
             layer_exists = True

@@ -233,7 +233,7 @@ class StagedLayer:
 
     def commit(self) -> Path:
         target = self.target
-        if target.driver == "GPKG" and target.path.exists():
+        if target.driver == "GPKG" and target.path.exists() and not target.replace_file:
             copy_layer_into_geopackage(self.temp, target.path, target.layer, target.overwrite)
         elif target.driver == "ESRI Shapefile":
             # Several files: the .dbf, .shx, .prj ... go first, the .shp that names the layer last.

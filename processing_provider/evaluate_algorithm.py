@@ -88,9 +88,8 @@ class EvaluateAlgorithm(ThawSlumpAlgorithm):
             )
 
         summary = call_engine(feedback, evaluate)
-        for what, count in (("detection", summary["n_detections"]), ("reference", summary["n_references"])):
-            if count == 0:
-                feedback.pushWarning(f"The {what} layer holds no polygons, so every score is 0 or trivial.")
+        for warning in summary["warnings"]:
+            feedback.pushWarning(warning)
         paper = summary["paper"]
         feedback.pushInfo(
             f"Paper rule: TP {paper['tp']}, FP {paper['fp']}, FN {paper['fn']}, precision {paper['precision']:.3f}, "

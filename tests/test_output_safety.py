@@ -287,3 +287,22 @@ def test_case14_repaired_polygon_warns_and_report_creates_its_folder(work):
     assert_unchanged(work, before, new=["m.gpkg", "reports/", "reports/new/", "reports/new/r.html"])
     again = run_main("report", str(work / "m.gpkg"), str(work / "reports" / "new" / "r.html"))
     one_error_line(again, "already exists")
+
+
+def test_case5_evaluate_warns_when_layers_do_not_overlap(work):
+    far = write_polygons(work / "far.gpkg", "refs", [PolygonFeature(box(0, 0, 50, 50), {"id": 1})], EPSG_3413, {"id": "int"})
+    before = snapshot(work)
+    result = run_main("evaluate", str(work / "slumps.gpkg"), str(far), str(work / "s.json"), "--det-layer", "thaw_slumps")
+    assert result.returncode == 0, result.stderr
+    assert "warning: The detection and reference layers do not overlap at all" in result.stderr
+    assert_unchanged(work, before, new=["s.json"])
+
+
+def test_existing_file_that_is_not_a_geopackage_is_never_written_into(work, tiny_checkpoint):
+    (work / "empty.gpkg").write_bytes(b"")
+    (work / "text.gpkg").write_text("not a database")
+    before = snapshot(work)
+    for name in ("empty.gpkg", "text.gpkg"):
+        result = run_main(*detect_args(work, tiny_checkpoint, str(work / name), "--layer", "x"))
+        one_error_line(result, "holds no GeoPackage layer")
+    assert_unchanged(work, before)
