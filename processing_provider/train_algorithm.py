@@ -17,7 +17,8 @@ from qgis.core import (
     QgsProcessingOutputString,
 )
 
-from .algorithm_base import OVERWRITE, ThawSlumpAlgorithm, add_overwrite_parameter, call_engine, feedback_progress
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
+from .algorithm_base import OVERWRITE, add_overwrite_parameter  # the output rule (docs/OUTPUTS.md)
 
 
 def _bundled_checkpoint() -> str:
