@@ -208,8 +208,10 @@ def test_case9_orig_wkt_keeps_full_precision_in_degrees(tmp_path, chip_paths, ti
     rgb, _, _ = chip_rgb(chip_paths[6])
     transform = Affine(2 / (111320 * np.cos(np.radians(70))), 0, 20.0, 0, -2 / 110574, 70.0)
     scene = write_raster(tmp_path / "geo.tif", np.nan_to_num(rgb, neginf=0.0).astype(np.float32), transform, "EPSG:4326")
+    before = snapshot(tmp_path)
     result = run_main("detect", str(scene), str(tmp_path / "geo.gpkg"), "--checkpoint", str(tiny_checkpoint), "--threshold", "0.3", "--min-area", "0")
     assert result.returncode == 0, result.stderr
+    assert_unchanged(tmp_path, before, new=["geo.gpkg", "geo_probability.tif"])
     with fiona.open(tmp_path / "geo.gpkg") as src:
         features = list(src)
     assert features
@@ -261,8 +263,10 @@ def test_case14_checkpoint_errors_are_plain_words(tmp_path):
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    before = snapshot(tmp_path)
     with pytest.raises(UserError) as err:
         load_checkpoint(junk)
+    assert_unchanged(tmp_path, before)
     message = str(err.value)
     assert "truncated or damaged" in message and message.endswith("pick a file saved by this plugin.")
     assert "Pytorch" not in message and "central directory" not in message

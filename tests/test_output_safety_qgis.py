@@ -242,3 +242,21 @@ def test_case11_qgis_process_crs_mismatch_is_one_line(headless, work):
     text = result.stdout + result.stderr
     assert result.returncode != 0 and "are not degrees" in text and "Traceback" not in text, text[-3000:]
     assert_unchanged(work, before)
+
+
+# ---------------------------------------------------------------- a kill inside the final commit, under qgis_process
+def test_kill_while_committing_a_processing_layer_changes_nothing(headless, work):
+    polygons = write_polygons(work.parent / f"{work.name}_in.gpkg", "slumps", [PolygonFeature(box(0, 0, 80, 60), {"id": 1})], EPSG_3413, {"id": "int"})
+    before = snapshot(work)
+    env = dict(headless, THAW_SLUMP_SIGNAL_AT="committing:SIGKILL")
+    killed = subprocess.run(
+        [QGIS_PROCESS, "run", "thawslump:morphometry", "--", f"INPUT={polygons}", "SOLAR=false",
+         f"OUTPUT=ogr:dbname='{work / 'slumps.gpkg'}' table=\"morphometry\" (geom)"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert killed.returncode == -9, (killed.stdout + killed.stderr)[-2000:]
+    # SQLite's journal of the unfinished transaction may remain; the GeoPackage is byte-identical.
+    after = snapshot(work)
+    assert all(after[name] == digest for name, digest in before.items())
+    assert set(after) - set(before) <= {"slumps.gpkg-journal"}
+    assert layers(work / "slumps.gpkg") == ["corrected_by_hand", "thaw_slumps"]
