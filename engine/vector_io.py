@@ -154,6 +154,8 @@ def _polygon_part(geom: BaseGeometry) -> BaseGeometry:
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if "Failed to open dataset" in text or "not recognized as" in text:
+        return "GDAL does not recognise it as a vector file"
     return text if len(text) <= 120 else text[:117].rsplit(" ", 1)[0] + "..."
 
 
