@@ -180,10 +180,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
 def _load_failure(err: BaseException) -> str:
     """Why torch.load failed, in the user's words rather than torch's internals."""
     text = str(err).lower()
-    if "invalid load key" in text or "could not find mark" in text or "unpickling stack underflow" in text:
-        return "not a PyTorch file"
-    if "weights only load failed" in text or "unsupported global" in text:
+    if "unsupported global" in text:
         return "it holds Python objects other than tensors, which are never loaded for safety"
+    if isinstance(err, pickle.UnpicklingError) or "weights only load failed" in text:
+        return "not a PyTorch file"
     if isinstance(err, (EOFError, zipfile.BadZipFile)) or "central directory" in text or "truncated" in text or "failed reading" in text:
         return "the file is truncated or damaged"
     if isinstance(err, PermissionError):
