@@ -265,10 +265,34 @@ def staging_folder_for(final: Path) -> Path:
     return target
 
 
+STALE_AFTER_S = 24 * 3600  # no run stages an output for a day; older leftovers are from killed runs
+_swept: set = set()
+
+
 def temporary_name(final: Path, folder: Optional[Path] = None) -> Path:
     """A unique temporary path for ``final``, keeping its suffix so GDAL picks the same driver."""
     folder = folder or staging_folder_for(final)
+    _sweep_stale(folder)
     return folder / f"{PARTIAL_MARK}{uuid.uuid4().hex[:12]}-{final.stem}{final.suffix}"
+
+
+def _sweep_stale(folder: Path) -> None:
+    """Remove temporary outputs that killed runs (SIGKILL, power loss) left behind long ago."""
+    import time
+
+    if folder in _swept:
+        return
+    _swept.add(folder)
+    now = time.time()
+    try:
+        for entry in folder.glob(PARTIAL_MARK + "*"):
+            try:
+                if now - entry.lstat().st_mtime > STALE_AFTER_S:
+                    remove_quietly(entry)
+            except OSError:
+                pass
+    except OSError:
+        pass
 
 
 SIDECARS = ("", "-wal", "-shm", "-journal", ".aux.xml", ".ovr")
