@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsFeatureSink,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,

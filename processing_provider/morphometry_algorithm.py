@@ -10,7 +10,6 @@ from typing import Any, Dict, Optional
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsProcessing,
     QgsProcessingException,
