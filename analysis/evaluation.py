@@ -31,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from ..engine.errors import UserError
+from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
 from ..engine.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 
@@ -315,6 +316,7 @@ def evaluate_layers(
     det_layer: Optional[str] = None,
     ref_layer: Optional[str] = None,
     progress: Optional[Progress] = None,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Score a detection layer against a reference layer; write the JSON summary (and layers).
 
@@ -325,11 +327,12 @@ def evaluate_layers(
     progress = progress or Progress()
     if not 0.0 <= iou_threshold < 1.0:
         raise UserError(f"The IoU threshold must be in [0, 1); got {iou_threshold}.")
-    if output_layer_path is not None and Path(output_layer_path).suffix.lower() != ".gpkg":
-        raise UserError("The evaluation output layer must be a GeoPackage (.gpkg): it holds two layers.")
+    json_output = _check_evaluation_outputs(
+        detections_path, det_layer, reference_path, ref_layer, output_json, output_layer_path, overwrite
+    )
     progress.report(0.0, "Reading layers")
-    det_src = read_polygons(detections_path, det_layer, repair=False)
-    ref_src = read_polygons(reference_path, ref_layer, repair=False)
+    det_src = read_polygons(detections_path, det_layer, repair=False, what="detection layer")
+    ref_src = read_polygons(reference_path, ref_layer, repair=False, what="reference layer")
     if bool(det_src.crs_wkt) != bool(ref_src.crs_wkt):
         missing = Path(detections_path).name if not det_src.crs_wkt else Path(reference_path).name
         raise UserError(f"{missing} has no coordinate reference system; assign one (e.g. in QGIS) and try again.")
@@ -380,19 +383,50 @@ def evaluate_layers(
         "iou_sweep": {"thresholds": sweep.thresholds, "precision": sweep.precision, "recall": sweep.recall},
         "ap_score": ap_score,
         "repaired": {"detections": det_repaired, "reference": ref_repaired},
+        "warnings": _input_warnings(dets, refs),
     }
     progress.check_cancelled()
     if output_layer_path is not None:
         progress.report(0.8, "Writing layers")
         _write_match_layers(Path(output_layer_path), det_src, det_numbered, ref_src, ref_numbered, pairs, iou_threshold)
         summary["output_layer"] = str(output_layer_path)
-    if output_json is not None:
-        output_json = Path(output_json)
-        if not output_json.parent.exists():
-            raise UserError(f"Cannot write {output_json}: the folder {output_json.parent} does not exist.")
-        output_json.write_text(json.dumps(summary, indent=2) + "\n")
+    if json_output is not None:
+        try:
+            json_output.temp.write_text(json.dumps(summary, indent=2) + "\n")
+            progress.check_cancelled()
+            json_output.commit()
+        finally:
+            json_output.discard()
     progress.report(1.0, "Done")
     return summary
+
+
+def _input_warnings(dets: Sequence[BaseGeometry], refs: Sequence[BaseGeometry]) -> List[str]:
+    """Inputs that give a correct but probably unintended score: say so rather than stay silent."""
+    warnings: List[str] = []
+    for what, geoms in (("detection", dets), ("reference", refs)):
+        if not geoms:
+            warnings.append(f"The {what} layer holds no polygons, so every score is 0 or trivial.")
+    if dets and refs and not shapely.box(*shapely.total_bounds(dets)).intersects(shapely.box(*shapely.total_bounds(refs))):
+        warnings.append("The detection and reference layers do not overlap at all; check that each has its real CRS.")
+    return warnings
+
+
+def _check_evaluation_outputs(
+    detections_path, det_layer, reference_path, ref_layer, output_json, output_layer_path, overwrite: bool
+) -> Optional[StagedFile]:
+    """Every output is checked before any work (engine/output_safety.py). The two evaluation
+    layers are derived output and are replaced on a rerun; other layers are never touched."""
+    inputs = [(detections_path, det_layer), (reference_path, ref_layer)]
+    if output_layer_path is not None:
+        if Path(output_layer_path).suffix.lower() != ".gpkg":
+            raise UserError("The evaluation output layer must be a GeoPackage (.gpkg): it holds two layers.")
+        for layer in (EVALUATED_LAYER, MISSED_LAYER):
+            check_vector_output(output_layer_path, layer, inputs, overwrite=True)
+    if output_json is None:
+        return None
+    final = check_file_output(output_json, "evaluation summary", (".json",), [p for p, _ in inputs] + [output_layer_path], overwrite)
+    return StagedFile(final, overwrite)
 
 
 def _write_match_layers(

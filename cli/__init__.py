@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 from typing import List, Optional
 
 from ..engine.errors import Cancelled, UserError
@@ -35,16 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .interrupts import INTERRUPTS
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Cancelled:
-        print("cancelled", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("cancelled", file=sys.stderr)
-        return 130
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"warning: {message}\n"
+    with INTERRUPTS.installed():
+        try:
+            return int(args.run(args) or 0)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except (Cancelled, KeyboardInterrupt):
+            print("cancelled: no output was written and no existing file was changed", file=sys.stderr)
+            return INTERRUPTS.exit_code()
+        except Exception as err:  # noqa: BLE001 - a user never sees a traceback (THAW_SLUMP_DEBUG=1 shows it)
+            if os.environ.get("THAW_SLUMP_DEBUG") == "1":
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            print(f"error: unexpected {type(err).__name__}: {first} (no output was written; please report this)", file=sys.stderr)
+            return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     bar = TextProgressBar("chips")
     try:
         if any(Path(args.source).glob("*_S2_*.tif")):
-            records = build_sentinel2_chips(args.source, args.output, progress=Progress(bar))
+            records = build_sentinel2_chips(args.source, args.output, progress=cli_progress(bar))
         else:
-            records = build_arctic_chips(args.source, args.output, args.val_every, Progress(bar))
+            records = build_arctic_chips(args.source, args.output, args.val_every, cli_progress(bar))
     finally:
         bar.close()
     print(f"{len(records)} chips, {sum(r.slump_pixels for r in records)} slump pixels -> {args.output}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     request = DetectionRequest(input_path=DEMO_SCENE, output_path=gpkg, checkpoint_path=checkpoint, overwrite=True)
     bar = TextProgressBar("demo")
     try:
-        result = run_detection(request, Progress(bar))
+        result = run_detection(request, cli_progress(bar))
     finally:
         bar.close()
     preview = write_preview(

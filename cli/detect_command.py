@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..engine.bands import parse_band_list
 from ..engine.extent import parse_bbox
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 
@@ -21,30 +21,34 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("output", type=Path, help="output GeoPackage (.gpkg) for the polygons")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (.pt); default: the bundled model")
     p.add_argument("--bands", default="", help="1-based raster bands in the model's order, e.g. 1,2,3 (default: RGB / PlanetScope BGRN)")
-    p.add_argument("--probability", type=Path, default=None, help="probability GeoTIFF (default: <output>_probability.tif)")
+    p.add_argument("--probability", type=Path, default=None, help="probability GeoTIFF (default: <output>_probability.tif; <output>_<layer>_probability.tif for another --layer)")
     p.add_argument("--extent", default="", help="xmin,ymin,xmax,ymax in the raster's CRS (default: the whole raster)")
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the checkpoint's)")
     p.add_argument("--min-area", type=float, default=None, help="drop polygons smaller than this many m2 (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime or torch (default auto)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--layer", default="thaw_slumps", help="layer name in the GeoPackage")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing layer of the same name")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per network call, 1 or more (default 4)")
+    p.add_argument("--layer", default=None, help="layer name in the GeoPackage (default thaw_slumps)")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing layer of the same name and its probability raster (a layer with review edits only when --layer names it)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.detect import DetectionRequest, run_detection
+    from ..engine.detect import DEFAULT_LAYER, DetectionRequest, run_detection
 
     request = DetectionRequest(
         input_path=args.input, output_path=args.output, probability_path=args.probability,
         checkpoint_path=args.checkpoint, bands=parse_band_list(args.bands), extent=parse_bbox(args.extent),
         threshold=args.threshold, min_area_m2=args.min_area, device=args.device, backend=args.backend,
-        batch_size=args.batch_size, layer_name=args.layer, overwrite=args.overwrite,
+        batch_size=args.batch_size, layer_name=args.layer or DEFAULT_LAYER, overwrite=args.overwrite,
+        layer_named=args.layer is not None,
     )
     bar = TextProgressBar("detect")
     try:
-        result = run_detection(request, Progress(bar))
+        result = run_detection(request, cli_progress(bar))
     finally:
         bar.close()
     for line in result.log:

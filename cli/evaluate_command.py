@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 
@@ -20,6 +20,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--iou-threshold", type=float, default=0.5, help="IoU a true positive must exceed (default 0.5)")
     p.add_argument("--det-layer", default=None, help="layer name inside the detections file")
     p.add_argument("--ref-layer", default=None, help="layer name inside the reference file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing summary JSON")
     p.set_defaults(run=run)
 
 
@@ -27,11 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.evaluation import evaluate_layers
 
     bar = TextProgressBar("evaluate")
-    summary = evaluate_layers(
-        args.detections, args.reference, args.output, args.layer_output, args.iou_threshold,
-        det_layer=args.det_layer, ref_layer=args.ref_layer, progress=Progress(bar),
-    )
-    bar.close()
+    try:
+        summary = evaluate_layers(
+            args.detections, args.reference, args.output, args.layer_output, args.iou_threshold,
+            det_layer=args.det_layer, ref_layer=args.ref_layer, progress=cli_progress(bar), overwrite=args.overwrite,
+        )
+    finally:
+        bar.close()  # so an error starts on its own line, not on the bar's
     paper, one = summary["paper"], summary["one_to_one"]
     print(
         f"paper rule (IoU > {summary['iou_threshold']:g}): TP {paper['tp']} FP {paper['fp']} FN {paper['fn']} "
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         f"pixel IoU {summary['pixel_iou']:.3f}, AP (IoU sweep) {summary['ap_iou_sweep']:.3f}, "
         f"AP (score) {'n/a (no score_mean)' if ap_score is None else format(ap_score, '.3f')}"
     )
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     repaired = summary["repaired"]
     if repaired["detections"] or repaired["reference"]:
         print(f"repaired invalid geometries: {repaired['detections']} detection(s), {repaired['reference']} reference(s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 
@@ -45,19 +45,24 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.label_export import export_labels
+    from ..engine.output_safety import staged_chip_export
 
     bar = TextProgressBar("export-labels")
-    summary = export_labels(
-        args.image, args.labels, args.output, labels_layer=args.labels_layer, gsd_m=args.gsd,
-        chip_size_px=args.chip_size, buffer_m=args.buffer, negatives_per_positive=args.negatives_per_positive,
-        creator_lab=args.creator_lab, base_map_source=args.base_map_source, base_map_date=args.base_map_date,
-        seed=args.seed, progress=Progress(bar), checkpoint_path=args.checkpoint, bands=args.bands,
-        val_fraction=args.val_fraction, unreviewed=args.unreviewed, overwrite=args.overwrite,
-    )
-    bar.close()
+    progress = cli_progress(bar)
+    try:
+        with staged_chip_export(args.output, [args.image, args.labels, args.checkpoint], args.overwrite, progress) as folder:
+            summary = export_labels(
+                args.image, args.labels, folder, labels_layer=args.labels_layer, gsd_m=args.gsd,
+                chip_size_px=args.chip_size, buffer_m=args.buffer, negatives_per_positive=args.negatives_per_positive,
+                creator_lab=args.creator_lab, base_map_source=args.base_map_source, base_map_date=args.base_map_date,
+                seed=args.seed, progress=progress, checkpoint_path=args.checkpoint, bands=args.bands,
+                val_fraction=args.val_fraction, unreviewed=args.unreviewed,
+            )
+    finally:
+        bar.close()
     print(
         f"{summary.n_chips} chips at {summary.gsd_m:g} m ({summary.n_positive_chips} slump, {summary.n_negative_chips} rejected, "
-        f"{summary.n_background_chips} background; {summary.n_train} train, {summary.n_val} val) -> {summary.output_folder}"
+        f"{summary.n_background_chips} background; {summary.n_train} train, {summary.n_val} val) -> {args.output}"
     )
     for warning in summary.warnings:
         print(f"warning: {warning}")

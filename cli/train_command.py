@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine.progress import Progress
+from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 
@@ -29,21 +29,25 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget for training before calibration (default 21)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
     p.add_argument("--bundled-recipe", action="store_true", help="train from ImageNet weights with the bundled model's recipe (DATA = the Arctic and Sentinel-2 chip folders)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.output_safety import check_file_output
     from ..model.training import fine_tune, train_bundled
 
+    # Checked before hours of training, not after: never the base checkpoint, never a chip folder.
+    check_file_output(args.output, "checkpoint", (".pt",), [args.base, *args.data], args.overwrite)
     bar = TextProgressBar("train")
     try:
         if args.bundled_recipe:
-            result = train_bundled(args.data, args.output, Progress(bar), device=args.device)
+            result = train_bundled(args.data, args.output, cli_progress(bar), device=args.device)
         else:
             result = fine_tune(
                 args.data, args.output, base_checkpoint=args.base, epochs=args.epochs, learning_rate=args.learning_rate,
-                val_share=args.val_share, max_minutes=args.max_minutes, device=args.device, progress=Progress(bar), seed=args.seed,
+                val_share=args.val_share, max_minutes=args.max_minutes, device=args.device, progress=cli_progress(bar), seed=args.seed,
             )
     finally:
         bar.close()

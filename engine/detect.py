@@ -5,6 +5,7 @@ Every front end (dock, Processing, command line) calls ``run_detection``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,20 +17,21 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-from shapely import wkt as shapely_wkt
+import shapely
 
 from ..model.checkpoint import bundled_checkpoint_path, load_checkpoint
 from .backends import make_predictor
-from .bands import resolve_bands
+from .bands import choose_bands
 from .errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
+from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
 from .progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .scaling import compute_stretch
 from .tiling import fit_tile_size
-from .vector_io import PolygonFeature, layer_exists, write_polygons
+from .vector_io import PolygonFeature, StagedLayer
 from .vectorize import StripVectorizer
 
 DEFAULT_LAYER = "thaw_slumps"
@@ -65,6 +67,9 @@ class DetectionRequest:
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
+    # The user named layer_name explicitly: only then may a layer with human review edits be
+    # replaced (with overwrite). Front ends set False when the name is their default.
+    layer_named: bool = True
 
 
 @dataclass
@@ -85,15 +90,45 @@ class DetectionResult:
     log: List[str] = field(default_factory=list)
 
 
-def default_probability_path(output_path: Path) -> Path:
-    return output_path.with_name(output_path.stem + "_probability.tif")
+def default_probability_path(output_path: Path, layer_name: str = DEFAULT_LAYER) -> Path:
+    """``<stem>_probability.tif`` for the default layer, ``<stem>_<layer>_probability.tif`` for any
+    other, so two layers of one GeoPackage never share (or overwrite) one probability raster."""
+    output_path = Path(output_path)
+    if layer_name == DEFAULT_LAYER:
+        return output_path.with_name(output_path.stem + "_probability.tif")
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("._") or "layer"
+    return output_path.with_name(f"{output_path.stem}_{safe}_probability.tif")
+
+
+@dataclass
+class _Outputs:
+    """The checked outputs of one run, staged under temporary names until commit."""
+
+    layer: Optional[VectorTarget]
+    probability: Optional[Path]
+    staged_layer: Optional[StagedLayer] = None
+    staged_probability: Optional[StagedFile] = None
+
+    def discard(self) -> None:
+        for staged in (self.staged_layer, self.staged_probability):
+            if staged is not None:
+                staged.discard()
+
+    def commit(self) -> None:
+        # The layer first: its commit is one SQLite transaction (or one rename) that a kill
+        # rolls back; the probability raster follows with one rename.
+        if self.staged_layer is not None:
+            self.staged_layer.commit()
+        if self.staged_probability is not None:
+            self.staged_probability.commit()
 
 
 def run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     """Detect thaw slumps in ``request.input_path``; see DetectionRequest for the options."""
     progress = progress or Progress()
     started = time.perf_counter()
-    _check_outputs(request)
+    _check_settings(request)
+    outputs = _check_outputs(request)
     with open_raster(request.input_path) as src:  # the input is checked first: the cheapest mistake to report
         ckpt = load_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
         threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
@@ -101,24 +136,29 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
             raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
         min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
         log: List[str] = [ckpt.summary()]
-        colorinterp = [ci.name for ci in src.colorinterp]
-        bands = resolve_bands(ckpt.bands, src.count, colorinterp, request.bands)
+        choice = choose_bands(
+            ckpt.bands, src.count, [ci.name for ci in src.colorinterp], request.bands,
+            descriptions=list(src.descriptions), dtype=src.dtypes[0],
+        )
+        bands = choice.bands
+        log.append(f"bands {','.join(map(str, bands))} for {','.join(ckpt.bands)}: {choice.reason}")
+        progress.report(0.0, log[-1])
         extent_geom = request.extent.in_crs(src.crs) if request.extent else None
         grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
         tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
         overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
         predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile)
-        log.append(f"device: {predictor.device_name} ({predictor.backend}); bands {bands}; tile {tile} px, overlap {overlap} px")
+        log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
         if grid.resampled:
             log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
         progress.report(0.0, log[-1])
 
-        probability_path = request.probability_path or (
-            default_probability_path(Path(request.output_path)) if request.output_path else None
-        )
         workdir = tempfile.TemporaryDirectory(prefix="thaw_slump_")
-        final_prob = Path(probability_path) if probability_path else Path(workdir.name) / "probability.tif"
-        partial = final_prob.with_name(final_prob.name + ".partial")
+        if outputs.probability is not None:
+            outputs.staged_probability = StagedFile(outputs.probability, overwrite=request.overwrite)
+            partial = outputs.staged_probability.temp
+        else:
+            partial = Path(workdir.name) / "probability.tif"
         model_grid_prob = Path(workdir.name) / "probability_model_grid.tif" if grid.resampled else partial
         source = RasterRowSource(src, bands, grid)
         try:
@@ -127,21 +167,41 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
                 raise UserError(f"{Path(request.input_path).name} has no valid pixels in the chosen extent (all nodata).")
             stretch = compute_stretch(sample, sample_valid, ckpt.scaling)
             writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, ckpt.name)
+            reached("inference")
             try:
                 stream_predict(source, writer, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
             finally:
                 writer.close()
+            reached("vectorising")
             components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
-            partial.replace(final_prob)
+            crs = src.crs
+            crs_wkt = src.crs.to_wkt()
+            features = _features(components, crs, min_area, ckpt, request)
+            if outputs.layer is not None:
+                progress.report(0.98, "writing polygons")
+                outputs.staged_layer = StagedLayer(outputs.layer)
+                outputs.staged_layer.write(features, crs_wkt, DETECTION_SCHEMA)
+            progress.check_cancelled()  # the last moment a cancel can stop the run: nothing is in place yet
+            outputs.commit()
         except BaseException:
-            source.close()
-            partial.unlink(missing_ok=True)
-            workdir.cleanup()
+            outputs.discard()
             raise
-        source.close()
-        crs = src.crs
-        crs_wkt = src.crs.to_wkt()
+        finally:
+            source.close()
+            workdir.cleanup()
 
+    total_area = float(sum(f.properties["area_m2"] for f in features))
+    progress.report(1.0, f"{len(features)} slumps, {total_area / 10_000:.2f} ha")
+    return DetectionResult(
+        features=features, crs_wkt=crs_wkt, output_path=Path(request.output_path) if request.output_path else None,
+        layer_name=request.layer_name, probability_path=outputs.probability,
+        checkpoint_summary=ckpt.summary(), device_name=predictor.device_name, backend=predictor.backend,
+        n_slumps=len(features), total_area_m2=total_area, elapsed_s=time.perf_counter() - started,
+        trained_model=ckpt.trained, pixels=int(grid.window.width * grid.window.height), log=log,
+    )
+
+
+def _features(components, crs, min_area: float, ckpt, request: DetectionRequest) -> List[PolygonFeature]:
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     model_name = f"{ckpt.name} v{ckpt.version}"
     features: List[PolygonFeature] = []
@@ -157,44 +217,42 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
                     "id": len(features) + 1, "score_mean": score, "score_max": round(comp.score_max, 4),
                     "area_m2": round(area, 2), "perimeter_m": round(perimeter, 2), "model": model_name,
                     "source": Path(request.input_path).name, "created": created, "review": "unreviewed",
-                    "orig_score": score, "orig_wkt": shapely_wkt.dumps(comp.geometry, rounding_precision=3),
+                    # Full precision in the layer's CRS: the model's outline must be recoverable
+                    # exactly, also in degrees (3 decimals would be ~100 m).
+                    "orig_score": score, "orig_wkt": shapely.to_wkt(comp.geometry, rounding_precision=-1, output_dimension=2),
                 },
             )
         )
+    return features
+
+
+def _check_settings(request: DetectionRequest) -> None:
+    batch = request.batch_size
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"The batch size must be a whole number of tiles, 1 or more (got {batch}).")
+    if request.min_area_m2 is not None and not float(request.min_area_m2) >= 0:
+        raise UserError(f"The minimum area must be 0 m2 or more (got {request.min_area_m2}).")
+    if request.threshold is not None and not 0.0 < float(request.threshold) < 1.0:
+        raise UserError(f"The threshold must lie between 0 and 1 (got {request.threshold}).")
+
+
+def _check_outputs(request: DetectionRequest) -> _Outputs:
+    """Every output is checked before the long run, not after it (engine/output_safety.py)."""
+    inputs = [request.input_path, request.checkpoint_path]
+    layer = None
     if request.output_path:
-        write_polygons(request.output_path, request.layer_name, features, crs_wkt, DETECTION_SCHEMA, overwrite=request.overwrite)
-    workdir.cleanup()
-    total_area = float(sum(f.properties["area_m2"] for f in features))
-    progress.report(1.0, f"{len(features)} slumps, {total_area / 10_000:.2f} ha")
-    return DetectionResult(
-        features=features, crs_wkt=crs_wkt, output_path=Path(request.output_path) if request.output_path else None,
-        layer_name=request.layer_name, probability_path=Path(probability_path) if probability_path else None,
-        checkpoint_summary=ckpt.summary(), device_name=predictor.device_name, backend=predictor.backend,
-        n_slumps=len(features), total_area_m2=total_area, elapsed_s=time.perf_counter() - started,
-        trained_model=ckpt.trained, pixels=int(grid.window.width * grid.window.height), log=log,
+        layer = check_vector_output(
+            request.output_path, request.layer_name, [(p, None) for p in inputs if p], request.overwrite, request.layer_named,
+            field_names=list(DETECTION_SCHEMA),
+        )
+    probability = request.probability_path or (
+        default_probability_path(Path(request.output_path), request.layer_name) if request.output_path else None
     )
-
-
-def _check_outputs(request: DetectionRequest) -> None:
-    """Refuse before the long run, not after it, when an output cannot be written."""
-    if request.output_path:
-        out = Path(request.output_path)
-        if not out.parent.is_dir():
-            raise UserError(f"The output folder {out.parent} does not exist; create it or choose another output.")
-        if out.suffix.lower() not in (".gpkg", ".shp", ".geojson", ".fgb"):
-            raise UserError(f"Write the polygons to a .gpkg file (got {out.name}).")
-        if not request.overwrite and out.exists() and (out.suffix.lower() != ".gpkg" or layer_exists(out, request.layer_name)):
-            raise UserError(
-                f"{out.name} already holds a layer '{request.layer_name}'; choose a new output (a corrected layer is never replaced silently) or pass --overwrite."
-            )
-        import os
-
-        if not os.access(out.parent, os.W_OK):
-            raise UserError(f"Cannot write to {out.parent}; choose a folder you can write to.")
-    if request.probability_path:
-        prob = Path(request.probability_path)
-        if not prob.parent.is_dir():
-            raise UserError(f"The folder for the probability raster {prob.parent} does not exist.")
+    if probability is not None:
+        probability = check_file_output(
+            probability, "probability raster", (".tif", ".tiff"), inputs + [request.output_path], overwrite=request.overwrite
+        )
+    return _Outputs(layer, probability)
 
 
 def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress):

@@ -7,7 +7,7 @@ morphometry: setup
 
 report: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make report INPUT=<polygons> OUTPUT=<html> [IMAGE=<raster>]"; exit 2; }
-	$(TSM) report "$(INPUT)" "$(OUTPUT)" $(if $(IMAGE),--image "$(IMAGE)")
+	$(TSM) report "$(INPUT)" "$(OUTPUT)" $(if $(IMAGE),--image "$(IMAGE)") $(if $(OVERWRITE),--overwrite)
 
 # 10,000 polygons on a 10000 x 10000 DEM; prints seconds and peak memory (solar timed separately)
 bench-morphometry: setup

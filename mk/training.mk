@@ -14,7 +14,7 @@ train: setup
 
 # Reproduces model/weights/thaw_slump_deeplabv3plus.pt (same seed, fixed step count).
 train-bundled: chips
-	$(TSM) train "$(CHIPS_DIR)" "$(S2_CHIPS_DIR)" --bundled-recipe --output model/weights/thaw_slump_deeplabv3plus.pt
+	$(TSM) train "$(CHIPS_DIR)" "$(S2_CHIPS_DIR)" --bundled-recipe --overwrite --output model/weights/thaw_slump_deeplabv3plus.pt
 
 # 3-fold cross-validation of the bundled recipe (the MODEL_CARD.md table); long: about 3x train-bundled / 2.
 cross-validate: chips

@@ -105,7 +105,14 @@ def build_network(ckpt: Checkpoint, load_weights: bool = True) -> "torch.nn.Modu
     cls = getattr(smp, ckpt.architecture["class"])
     kwargs = dict(ckpt.architecture.get("kwargs", {}))
     kwargs["encoder_weights"] = None  # weights come from the checkpoint, never a download
-    net = cls(**kwargs)
+    try:
+        net = cls(**kwargs)
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as err:
+        setting = str(err).strip().splitlines()[0].split(":")[0][:60] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"Checkpoint {ckpt.path or ckpt.name}: its architecture settings do not build a network ({type(err).__name__}: {setting}); "
+            "pick a checkpoint saved by this plugin."
+        ) from None
     if load_weights and ckpt.state_dict:
         missing, unexpected = net.load_state_dict(ckpt.state_dict, strict=False)
         if missing or unexpected:
@@ -157,9 +164,8 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise UserError(f"Checkpoint not found: {path}. Pick an existing .pt file or leave it empty for the bundled model.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({first[:120]}); pick a file saved by this plugin.") from None
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, TypeError) as err:
+        raise UserError(f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({_load_failure(err)}); pick a file saved by this plugin.") from None
     if not isinstance(payload, dict):
         raise UserError(f"Checkpoint {path.name} is not a thaw slump checkpoint (no description inside); pick a file saved by this plugin.")
     _validate(payload, path.name)
@@ -180,6 +186,22 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         path=path,
     )
     return ckpt
+
+
+def _load_failure(err: BaseException) -> str:
+    """Why torch.load failed, in the user's words rather than torch's internals."""
+    text = str(err).lower()
+    if "unsupported global" in text:
+        return "it holds Python objects other than tensors, which are never loaded for safety"
+    if isinstance(err, pickle.UnpicklingError) or "weights only load failed" in text:
+        return "not a PyTorch file"
+    if isinstance(err, (EOFError, zipfile.BadZipFile)) or "central directory" in text or "truncated" in text or "failed reading" in text:
+        return "the file is truncated or damaged"
+    if isinstance(err, PermissionError):
+        return "the file cannot be read: permission denied"
+    if isinstance(err, OSError):
+        return f"the file cannot be read: {err.strerror or 'input/output error'}"
+    return "not a PyTorch file"
 
 
 def bundled_checkpoint_path() -> Path:
@@ -234,6 +256,9 @@ def _validate(payload: Dict[str, Any], where: str) -> None:
     for key in ("tile_size", "overlap", "threshold", "min_area_m2"):
         if key not in inf:
             fail(f"missing key 'inference.{key}'")
+    for key in ("tile_size", "overlap", "threshold", "min_area_m2"):
+        if isinstance(inf[key], bool) or not isinstance(inf[key], (int, float)):
+            fail(f"inference.{key} must be a number, got {inf[key]!r}"[:160])
     if not (32 <= int(inf["tile_size"]) <= 4096 and int(inf["tile_size"]) % 32 == 0):
         fail("inference.tile_size must be a multiple of 32 between 32 and 4096")
     if not 0 <= int(inf["overlap"]) < int(inf["tile_size"]) // 2 + 1:

@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsFeatureSink,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -28,16 +27,31 @@ from qgis.core import (
 )
 
 from .algorithm_base import (
+    OVERWRITE,
+    OVERWRITE_HELP,
+    SafeVectorOutput,
     ThawSlumpAlgorithm,
+    add_overwrite_parameter,
     call_engine,
     feedback_progress,
+    load_on_completion,
+    parse_vector_destination,
     qgis_attribute,
     qgis_fields,
     qgis_geometry,
-    raster_file_path,
+    raster_file_path,  # noqa: F401 - the dock imports it from here
+    raster_input,
 )
 
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_LAYER_NAME = "thaw_slumps"  # engine.detect.DEFAULT_LAYER, without importing the engine here
+
+
+def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:
+    from ..engine.raster_source import open_raster
+
+    with open_raster(path) as src:  # refuses unreadable rasters and rasters without a CRS in one line
+        return QgsCoordinateReferenceSystem.fromWkt(src.crs.to_wkt())
 
 
 def bundled_checkpoint() -> str:
@@ -62,7 +76,8 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         "colour tags, or RGB / PlanetScope B,G,R,NIR order). THRESHOLD and MIN_AREA left "
         "empty use the checkpoint's values.\n\n"
         "Outputs: polygons with id, mean and max score, area and perimeter in m2/m, the model "
-        "and review fields; and the probability raster."
+        "and review fields (layer thaw_slumps unless the output names another); and the probability "
+        "raster (default beside a file output, named after its layer)." + OVERWRITE_HELP
     )
     INPUT = "INPUT"
     CHECKPOINT = "CHECKPOINT"
@@ -108,16 +123,17 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.PROBABILITY, "Slump probability", optional=True, createByDefault=True)
         )
+        add_overwrite_parameter(self)
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None:
+        input_path, layer = raster_input(self, parameters, self.INPUT, context)
+        if input_path is None:
             raise QgsProcessingException("Choose an input raster layer.")
-        input_path = raster_file_path(layer)
-        crs_wkt = layer.crs().toWkt()
+        raster_crs = layer.crs() if layer is not None else call_engine(feedback, lambda: raster_crs_of(input_path))
+        crs_wkt = raster_crs.toWkt()
         rect = None
         if parameters.get(self.EXTENT) not in (None, ""):
-            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, raster_crs)
         checkpoint_text = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         probability_path = None
@@ -126,48 +142,59 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         bands_text = self.parameterAsString(parameters, self.BANDS, context)
         threshold = self._optional_number(parameters, self.THRESHOLD, context)
         min_area = self._optional_number(parameters, self.MIN_AREA, context)
+        overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
+        destination_text = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         def detect():
             from ..engine.bands import parse_band_list
-            from ..engine.detect import DetectionRequest, run_detection
+            from ..engine.detect import DEFAULT_LAYER, DetectionRequest, run_detection
             from ..engine.extent import Extent
 
+            # A file output is written by the engine itself: checked before inference, staged,
+            # and moved into place (or added to an existing GeoPackage) only when complete.
+            destination = parse_vector_destination(destination_text, DEFAULT_LAYER)
             extent = None
             if rect is not None and not rect.isNull() and not rect.isEmpty():
                 extent = Extent.from_bounds(rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum(), crs_wkt)
             request = DetectionRequest(
-                input_path=Path(input_path), output_path=None,
+                input_path=Path(input_path), output_path=destination[0] if destination else None,
                 probability_path=Path(probability_path) if probability_path else None,
                 checkpoint_path=Path(checkpoint_text) if checkpoint_text else None,
                 bands=parse_band_list(bands_text), extent=extent, threshold=threshold, min_area_m2=min_area, device=device,
+                layer_name=destination[1] if destination else DEFAULT_LAYER, overwrite=overwrite,
+                layer_named=destination[2] if destination else True,
             )
             return run_detection(request, feedback_progress(feedback))
 
         result = call_engine(feedback, detect)
-        if result is None:
-            return {}
         from ..engine.detect import DETECTION_SCHEMA
 
-        feedback.pushInfo(f"Model: {result.checkpoint_summary}")
-        feedback.pushInfo(f"Device: {result.device_name}")
-        fields = qgis_fields(dict(DETECTION_SCHEMA))
-        result_crs = QgsCoordinateReferenceSystem.fromWkt(result.crs_wkt) if result.crs_wkt else layer.crs()
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.MultiPolygon, result_crs)
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        names = fields.names()
-        for feature in result.features:
-            if feedback.isCanceled():
-                break
-            qfeature = QgsFeature(fields)
-            qfeature.setGeometry(qgis_geometry(feature.geometry))
-            qfeature.setAttributes([qgis_attribute(feature.properties.get(name)) for name in names])
-            sink.addFeature(qfeature, QgsFeatureSink.FastInsert)
+        for line in result.log:
+            feedback.pushInfo(line)
+        outputs: Dict[str, Any] = {}
+        if result.output_path is not None:
+            source = f"{result.output_path}|layername={result.layer_name}"
+            load_on_completion(parameters, self.OUTPUT, context, source, result.layer_name)
+            outputs[self.OUTPUT] = source
+        else:
+            fields = qgis_fields(dict(DETECTION_SCHEMA))
+            result_crs = QgsCoordinateReferenceSystem.fromWkt(result.crs_wkt) if result.crs_wkt else raster_crs
+            outputs[self.OUTPUT] = SafeVectorOutput(self, parameters, self.OUTPUT, context, DEFAULT_LAYER_NAME).write(
+                fields, QgsWkbTypes.MultiPolygon, result_crs, self._features(result, fields), feedback
+            )
         feedback.pushInfo(f"{result.n_slumps} thaw slumps, {result.total_area_m2 / 10000:.2f} ha in {result.elapsed_s:.1f} s")
-        outputs: Dict[str, Any] = {self.OUTPUT: dest_id}
         if result.probability_path is not None and Path(result.probability_path).exists():
             outputs[self.PROBABILITY] = str(result.probability_path)
         return outputs
+
+    @staticmethod
+    def _features(result, fields):
+        names = fields.names()
+        for feature in result.features:
+            qfeature = QgsFeature(fields)
+            qfeature.setGeometry(qgis_geometry(feature.geometry))
+            qfeature.setAttributes([qgis_attribute(feature.properties.get(name)) for name in names])
+            yield qfeature
 
     def _optional_number(self, parameters, name: str, context) -> Optional[float]:
         if parameters.get(name) in (None, ""):

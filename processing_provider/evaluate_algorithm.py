@@ -12,7 +12,15 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, vector_layer_file
+from .algorithm_base import (
+    OVERWRITE,
+    OVERWRITE_HELP,
+    ThawSlumpAlgorithm,
+    add_overwrite_parameter,
+    call_engine,
+    feedback_progress,
+    vector_layer_file,
+)
 
 
 class EvaluateAlgorithm(ThawSlumpAlgorithm):
@@ -29,7 +37,8 @@ class EvaluateAlgorithm(ThawSlumpAlgorithm):
         "when the detections have score_mean.\n\n"
         "The reference is reprojected to the detections' CRS; invalid geometries are repaired and "
         "counted. OUTPUT is a JSON summary; OUTPUT_LAYER (optional GeoPackage) gets the detections "
-        "with match (TP/FP), iou and ref_id, and the missed references."
+        "with match (TP/FP), iou and ref_id, and the missed references (both layers are replaced on a rerun; "
+        "other layers of that GeoPackage are kept). Layers of points or lines are refused." + OVERWRITE_HELP
     )
     DETECTIONS = "DETECTIONS"
     REFERENCE = "REFERENCE"
@@ -54,11 +63,11 @@ class EvaluateAlgorithm(ThawSlumpAlgorithm):
                 optional=True, createByDefault=False,
             )
         )
+        add_overwrite_parameter(self)
         for name in self.NUMBER_OUTPUTS:
             self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ").lower()))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        from ..analysis.evaluation import evaluate_layers
         detections = self.parameterAsVectorLayer(parameters, self.DETECTIONS, context)
         reference = self.parameterAsVectorLayer(parameters, self.REFERENCE, context)
         if detections is None or reference is None:
@@ -67,17 +76,20 @@ class EvaluateAlgorithm(ThawSlumpAlgorithm):
         ref_path, ref_layer = vector_layer_file(reference, feedback)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         layer_output = self.parameterAsFileOutput(parameters, self.OUTPUT_LAYER, context) or None
-        summary = call_engine(
-            feedback,
-            lambda: evaluate_layers(
-                det_path, ref_path, output, layer_output,
-                self.parameterAsDouble(parameters, self.IOU_THRESHOLD, context),
-                det_layer=det_layer, ref_layer=ref_layer, progress=feedback_progress(feedback),
-            ),
-            "Cancelled.",
-        )
-        if summary is None:
-            return {}
+        iou_threshold = self.parameterAsDouble(parameters, self.IOU_THRESHOLD, context)
+        overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
+
+        def evaluate():
+            from ..analysis.evaluation import evaluate_layers
+
+            return evaluate_layers(
+                det_path, ref_path, output, layer_output, iou_threshold,
+                det_layer=det_layer, ref_layer=ref_layer, progress=feedback_progress(feedback), overwrite=overwrite,
+            )
+
+        summary = call_engine(feedback, evaluate)
+        for warning in summary["warnings"]:
+            feedback.pushWarning(warning)
         paper = summary["paper"]
         feedback.pushInfo(
             f"Paper rule: TP {paper['tp']}, FP {paper['fp']}, FN {paper['fn']}, precision {paper['precision']:.3f}, "

@@ -16,7 +16,17 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, raster_file_path, vector_layer_file
+from .algorithm_base import (
+    OVERWRITE,
+    OVERWRITE_HELP,
+    ThawSlumpAlgorithm,
+    add_overwrite_parameter,
+    call_engine,
+    feedback_progress,
+    layer_file,
+    raster_input,
+    vector_layer_file,
+)
 
 UNREVIEWED_CHOICES = ("positive", "negative", "ignore")
 
@@ -36,7 +46,8 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         "are centred on slumps with BUFFER metres of context (the paper used 300 m); negative chips on "
         "rejected polygons; background chips at random away from slumps. Train/val are split by "
         "spatial group so overlapping chips never straddle the split. An ARTS-schema GeoJSON of the "
-        "labels (labels_arts.geojson) is written beside the chips."
+        "labels (labels_arts.geojson) is written beside the chips. The chips are built in a temporary "
+        "folder and moved into the chip folder only when complete." + OVERWRITE_HELP
     )
     IMAGE = "IMAGE"
     LABELS = "LABELS"
@@ -69,15 +80,14 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(QgsProcessingParameterString(self.CREATOR_LAB, "CreatorLab (ARTS)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterString(self.BASE_MAP_DATE, "BaseMapDate (ARTS)", defaultValue="", optional=True))
         self.addParameter(number(self.SEED, "Random seed", number.Integer, defaultValue=0))
+        add_overwrite_parameter(self)
         for name in ("N_CHIPS", "N_TRAIN", "N_VAL"):
             self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ").lower()))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
-        from ..analysis.label_export import export_labels
-
-        image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
+        image_path, _ = raster_input(self, parameters, self.IMAGE, context)
         labels = self.parameterAsVectorLayer(parameters, self.LABELS, context)
-        if image is None or labels is None:
+        if image_path is None or labels is None:
             raise QgsProcessingException("Choose an image and a label layer.")
         labels_path, labels_layer = vector_layer_file(labels, feedback)
         output = self.parameterAsString(parameters, self.OUTPUT, context)
@@ -88,25 +98,29 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
             raise QgsProcessingException(f"Bands must be comma-separated numbers like 1,2,3; got {bands_text!r}.") from None
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
-        image_path = raster_file_path(image)
         progress = feedback_progress(feedback)
-        summary = call_engine(
-            feedback,
-            lambda: export_labels(
-                image_path, labels_path, output, labels_layer=labels_layer, gsd_m=gsd,
-                chip_size_px=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
-                buffer_m=self.parameterAsDouble(parameters, self.BUFFER, context),
-                negatives_per_positive=self.parameterAsDouble(parameters, self.NEGATIVES_PER_POSITIVE, context),
-                creator_lab=self.parameterAsString(parameters, self.CREATOR_LAB, context) or "",
-                base_map_date=self.parameterAsString(parameters, self.BASE_MAP_DATE, context) or "",
-                seed=self.parameterAsInt(parameters, self.SEED, context), progress=progress,
-                checkpoint_path=checkpoint, bands=bands,
-                unreviewed=UNREVIEWED_CHOICES[self.parameterAsEnum(parameters, self.UNREVIEWED, context)],
-            ),
-            "Cancelled: the chip folder is incomplete.",
+        settings = dict(
+            labels_layer=labels_layer, gsd_m=gsd,
+            chip_size_px=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
+            buffer_m=self.parameterAsDouble(parameters, self.BUFFER, context),
+            negatives_per_positive=self.parameterAsDouble(parameters, self.NEGATIVES_PER_POSITIVE, context),
+            creator_lab=self.parameterAsString(parameters, self.CREATOR_LAB, context) or "",
+            base_map_date=self.parameterAsString(parameters, self.BASE_MAP_DATE, context) or "",
+            seed=self.parameterAsInt(parameters, self.SEED, context), progress=progress,
+            checkpoint_path=checkpoint, bands=bands,
+            unreviewed=UNREVIEWED_CHOICES[self.parameterAsEnum(parameters, self.UNREVIEWED, context)],
         )
-        if summary is None:
-            return {}
+        overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
+        inputs = [image_path, labels_path, layer_file(labels)[0], checkpoint]
+
+        def export():
+            from ..analysis.label_export import export_labels
+            from ..engine.output_safety import staged_chip_export
+
+            with staged_chip_export(output, inputs, overwrite, progress) as folder:
+                return export_labels(image_path, labels_path, folder, **settings)
+
+        summary = call_engine(feedback, export)
         feedback.pushInfo(
             f"{summary.n_chips} chips at {summary.gsd_m:g} m: {summary.n_positive_chips} slump, {summary.n_negative_chips} "
             f"rejected, {summary.n_background_chips} background; {summary.n_train} train, {summary.n_val} val."

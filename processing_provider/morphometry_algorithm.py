@@ -10,7 +10,6 @@ from typing import Any, Dict, Optional
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsProcessing,
     QgsProcessingException,
@@ -21,7 +20,19 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, qgis_attribute, qgis_fields, raster_file_path
+from .algorithm_base import (
+    OVERWRITE,
+    OVERWRITE_HELP,
+    SafeVectorOutput,
+    ThawSlumpAlgorithm,
+    add_overwrite_parameter,
+    call_engine,
+    feedback_progress,
+    qgis_attribute,
+    qgis_fields,
+    raster_input,
+    layer_file,
+)
 
 
 class MorphometryAlgorithm(ThawSlumpAlgorithm):
@@ -34,7 +45,8 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
         "orientation, solidity, holes) in true metres and, with a DEM in any CRS, terrain fields: elevation, "
         "relief, slope (Zevenbergen & Thorne, as SAGA), circular mean aspect, facing, northness, TPI with a "
         "100 m radius (metres and standardised as SAGA's) and potential incoming solar radiation "
-        "(daily mean kWh/m\u00b2, 1 May - 31 Aug, 70 % transmittance). Polygons off the DEM get empty values."
+        "(daily mean kWh/m\u00b2, 1 May - 31 Aug, 70 % transmittance). Polygons off the DEM get empty values. "
+        "A layer of points or lines, or an empty layer, is refused." + OVERWRITE_HELP
     )
     INPUT = "INPUT"
     DEM = "DEM"
@@ -46,47 +58,60 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "DEM (optional)", optional=True))
         self.addParameter(QgsProcessingParameterBoolean(self.SOLAR, "Compute solar radiation (slow)", defaultValue=True))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Slumps with morphometry", QgsProcessing.TypeVectorPolygon))
+        add_overwrite_parameter(self)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from shapely import wkb
-
-        from ..analysis.morphometry import MORPHOMETRY_FIELDS, morphometry_for_geometries
-
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException("Choose a polygon layer.")
-        dem_layer = self.parameterAsRasterLayer(parameters, self.DEM, context)
-        dem_path = raster_file_path(dem_layer) if dem_layer is not None else None
+        dem_path, _ = raster_input(self, parameters, self.DEM, context)
         crs: QgsCoordinateReferenceSystem = source.sourceCrs()
+        name = source.sourceName() or "The input layer"
+        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+            raise QgsProcessingException(
+                f"{name} is a {QgsWkbTypes.displayString(source.wkbType())} layer, not polygons; give a polygon layer."
+            )
+        input_layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+        inputs = [(dem_path, None), layer_file(input_layer)]
+        # Every output is checked before the (long) terrain and solar work.
+        output = call_engine(
+            feedback,
+            lambda: SafeVectorOutput(self, parameters, self.OUTPUT, context, "morphometry", inputs, self.parameterAsBool(parameters, OVERWRITE, context)),
+        )
         features = [f for f in source.getFeatures() if f.hasGeometry()]
-        geoms = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
         solar = self.parameterAsBool(parameters, self.SOLAR, context)
+
+        def compute():
+            from shapely import wkb
+
+            from ..analysis.morphometry import MORPHOMETRY_FIELDS, morphometry_for_geometries
+            from ..engine.vector_io import require_polygons
+
+            geoms = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
+            require_polygons(geoms, name)
+            return MORPHOMETRY_FIELDS, morphometry_for_geometries(geoms, crs.toWkt(), dem_path, feedback_progress(feedback), solar_radiation=solar)
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            records = call_engine(
-                feedback, lambda: morphometry_for_geometries(geoms, crs.toWkt(), dem_path, feedback_progress(feedback), solar_radiation=solar)
-            )
+            morphometry_fields, records = call_engine(feedback, compute)
         for w in caught:
             feedback.pushWarning(str(w.message))
-        if records is None:
-            return {}
+        kept = [field for field in source.fields() if field.name() not in morphometry_fields]
         fields = QgsFields()
-        added = qgis_fields(MORPHOMETRY_FIELDS)
-        for field in source.fields():
-            if field.name() not in MORPHOMETRY_FIELDS:
-                fields.append(field)
-        for field in added:
+        for field in kept + list(qgis_fields(morphometry_fields)):
             fields.append(field)
-        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.MultiPolygon, crs)
-        for feature, record in zip(features, records):
-            out = QgsFeature(fields)
-            geometry = feature.geometry()
-            geometry.convertToMultiType()
-            out.setGeometry(geometry)
-            for field in source.fields():
-                if field.name() not in MORPHOMETRY_FIELDS:
+
+        def rows():
+            for feature, record in zip(features, records):
+                out = QgsFeature(fields)
+                geometry = feature.geometry()
+                geometry.convertToMultiType()
+                out.setGeometry(geometry)
+                for field in kept:
                     out[field.name()] = feature[field.name()]
-            for name, value in record.items():
-                out[name] = qgis_attribute(value)
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
-        return {self.OUTPUT: dest_id}
+                for key, value in record.items():
+                    out[key] = qgis_attribute(value)
+                yield out
+
+        dest = call_engine(feedback, lambda: output.write(fields, QgsWkbTypes.MultiPolygon, crs, rows(), feedback))
+        return {self.OUTPUT: dest}

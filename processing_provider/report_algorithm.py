@@ -11,7 +11,17 @@ from qgis.core import (
     QgsProcessing,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, raster_file_path, vector_layer_file
+from .algorithm_base import (
+    OVERWRITE,
+    OVERWRITE_HELP,
+    ThawSlumpAlgorithm,
+    add_overwrite_parameter,
+    call_engine,
+    feedback_progress,
+    layer_file,
+    raster_input,
+    vector_layer_file,
+)
 
 
 class ReportAlgorithm(ThawSlumpAlgorithm):
@@ -22,7 +32,8 @@ class ReportAlgorithm(ThawSlumpAlgorithm):
     HELP = (
         "Writes one self-contained HTML page: histograms of area, perimeter, circularity, slope, TPI and "
         "solar radiation, an aspect rose, a map of the polygons (over the image when given) and summary "
-        "tables, each compared with the Beiluhe values of Huang et al. (2020)."
+        "tables, each compared with the Beiluhe values of Huang et al. (2020). A missing output folder is "
+        "created." + OVERWRITE_HELP
     )
     INPUT = "INPUT"
     IMAGE = "IMAGE"
@@ -32,20 +43,25 @@ class ReportAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(QgsProcessingParameterVectorLayer(self.INPUT, "Slump polygons", [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterRasterLayer(self.IMAGE, "Image for the map overview (optional)", optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Report", "HTML files (*.html)"))
+        add_overwrite_parameter(self)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        from ..analysis.report import write_report
-
         layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException("Choose a polygon layer.")
-        image = self.parameterAsRasterLayer(parameters, self.IMAGE, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         path, layer_name = vector_layer_file(layer, feedback)
-        image_path = raster_file_path(image) if image is not None else None
-        done = call_engine(
-            feedback, lambda: write_report(path, output, image_path=image_path, layer=layer_name, progress=feedback_progress(feedback))
-        )
-        if done is None:
-            return {}
+        image_path, _ = raster_input(self, parameters, self.IMAGE, context)
+        overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
+        inputs = [layer_file(layer)[0], image_path]
+
+        def report():
+            from ..analysis.report import write_report
+            from ..engine.output_safety import staged_file_output
+
+            progress = feedback_progress(feedback)
+            with staged_file_output(output, "report", (".html", ".htm"), inputs, overwrite, progress, create_folder=True) as temp:
+                write_report(path, temp, image_path=image_path, layer=layer_name, progress=progress)
+
+        call_engine(feedback, report)
         return {self.OUTPUT: output}

@@ -19,6 +19,7 @@ from qgis.core import (
 
 from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
 from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
+from .algorithm_base import OVERWRITE, add_overwrite_parameter  # the output rule (docs/OUTPUTS.md)
 
 
 def _bundled_checkpoint() -> str:
@@ -84,6 +85,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))
+        add_overwrite_parameter(self)
         self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Summary"))
 
     def processAlgorithm(self, parameters, context, feedback) -> Dict[str, Any]:  # noqa: N802
@@ -95,8 +97,14 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         if parameters.get(self.VAL_SHARE) not in (None, ""):
             val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
 
+        overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
+
         def train():
+            from ..engine.output_safety import check_file_output
             from ..model.training import fine_tune
+
+            # Checked before hours of training: never the base checkpoint or a chip folder.
+            check_file_output(output, "checkpoint", (".pt",), [base, *folders], overwrite)
 
             return fine_tune(
                 folders, output, base_checkpoint=Path(base) if base else None,
@@ -107,8 +115,6 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
             )
 
         result = call_engine(feedback, train, "Cancelled: the best weights so far are kept as <output>.cancelled-best.pt.")
-        if result is None:
-            return {}
         ckpt = result.checkpoint
         summary = (
             f"{ckpt.summary()}; threshold {ckpt.threshold:g}, minimum area {ckpt.min_area_m2:g} m2; "

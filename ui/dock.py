@@ -386,6 +386,17 @@ class DetectDock(QgsDockWidget):
         provider = layer.dataProvider()
         colours = [provider.colorInterpretationName(i) for i in range(1, layer.bandCount() + 1)]
         try:
+            from ..engine.bands import choose_bands_for_file
+
+            # Colour tags, band descriptions, then defaults by data type, exactly as detection chooses.
+            choice = choose_bands_for_file(self.checkpoint.bands, layer.source()) if layer.providerType() == "gdal" else None
+            if choice is not None and hasattr(self, "log_view"):
+                self.log(f"{layer.name()}: bands {','.join(map(str, choice.bands))} ({choice.reason})")
+            if choice is not None:
+                return list(choice.bands)
+        except (UserError, ImportError, OSError, ValueError, RuntimeError):
+            pass
+        try:
             return list(resolve_bands(self.checkpoint.bands, layer.bandCount(), colours))
         except UserError:
             return [i + 1 if i < layer.bandCount() else None for i in range(count)]
@@ -512,9 +523,16 @@ class DetectDock(QgsDockWidget):
         dem = self.dem_combo.currentLayer()
         dem_path = None
         if isinstance(dem, QgsRasterLayer):
+            from qgis.core import QgsProcessingException
+
             from ..processing_provider.detect_algorithm import raster_file_path
 
-            dem_path = raster_file_path(dem)
+            try:
+                dem_path = raster_file_path(dem)
+            except QgsProcessingException as err:  # a Qt slot must never raise: say it in one line
+                self._message("Cannot run", str(err), Qgis.Warning)
+                self.log(str(err))
+                return None
         self._input_name = layer.name()
         self._input_layer = layer
         self._threshold = request.threshold
