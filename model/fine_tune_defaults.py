@@ -13,3 +13,4 @@ FINE_TUNE_MINUTES_CUDA = 20.0
 FINE_TUNE_CROP_PX = 256  # a slump plus its context; capped at the chips' own size
 FINE_TUNE_BATCH_CPU = 8
 FINE_TUNE_BATCH_CUDA = 32
+FINE_TUNE_FROZEN_STAGES = 2  # encoder stem + stages 1-2 (1/2 and 1/4 resolution) fixed: a cheaper backward

@@ -28,7 +28,7 @@ from .checkpoint import Checkpoint, build_network, bundled_checkpoint_path, load
 from .chip_dataset import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from .batch_prefetch import BatchPrefetcher
 from .fine_tune_defaults import (
-    FINE_TUNE_BATCH_CPU, FINE_TUNE_BATCH_CUDA, FINE_TUNE_CROP_PX, FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE,
+    FINE_TUNE_BATCH_CPU, FINE_TUNE_BATCH_CUDA, FINE_TUNE_CROP_PX, FINE_TUNE_EPOCHS, FINE_TUNE_FROZEN_STAGES, FINE_TUNE_LEARNING_RATE,
     FINE_TUNE_MINUTES_CPU, FINE_TUNE_MINUTES_CUDA,
 )
 from .losses import bce_dice_loss, loss_function
@@ -65,6 +65,7 @@ class TrainSettings:
     calibrate: bool = True  # tune threshold and minimum area on the validation chips
     calibration_chips: int = 80
     precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (model/precision.py), else fp32
+    frozen_stages: int = 0  # encoder stem + this many first stages kept fixed (see freeze_early_stages)
     prefetch: bool = True  # build batches in a background thread (model/batch_prefetch.py)
     loss: str = "bce_dice"  # see model/losses.py LOSSES
     augment: AugmentSettings = field(default_factory=AugmentSettings)
@@ -83,7 +84,7 @@ def fine_tune_settings(**overrides: Any) -> TrainSettings:
     base = TrainSettings(
         epochs=FINE_TUNE_EPOCHS, learning_rate=FINE_TUNE_LEARNING_RATE, batch_size=FINE_TUNE_BATCH_CPU,
         crop_size=FINE_TUNE_CROP_PX, max_minutes=FINE_TUNE_MINUTES_CPU,
-        warmup_steps=30, patience=12,
+        warmup_steps=30, patience=12, frozen_stages=FINE_TUNE_FROZEN_STAGES,
         augment=AugmentSettings(scale_jitter=0.2, degrade_prob=0.0, degrade_max_gsd=0.0, blur_prob=0.15,
                                 colour_jitter=0.1, noise_std=0.01, nodata_prob=0.05, mosaic_prob=0.0, flips=True),
     )
@@ -228,11 +229,41 @@ def _evaluate_pixels(net, chips: List[LoadedChip], gsd: float, scaling: Dict[str
             truth = y == MASK_SLUMP
             inter += int((pred & truth & keep).sum())
             union += int(((pred | truth) & keep).sum())
-    net.train()
+    train_mode(net)
     return {"val_loss": float(np.mean(losses)) if losses else float("nan"), "val_pixel_iou": inter / union if union else 0.0}
 
 
 Batch = Tuple[np.ndarray, np.ndarray]
+FROZEN_ATTRIBUTE = "_thaw_slump_frozen"
+
+
+def freeze_early_stages(net, stages: int) -> int:
+    """Keep the encoder's stem and first ``stages`` stages fixed; returns the parameters frozen.
+
+    These layers run at 1/2 and 1/4 of the input resolution, so their backward pass is a
+    large share of a step's work while they hold generic edge and colour filters (a few
+    thousand parameters). Autograd then stops below them. Their batch norms stay in eval
+    mode, so their statistics do not drift either. Encoders without ``conv_stem``/``blocks``
+    (not EfficientNet-style) are left as they are."""
+    encoder = getattr(net, "encoder", None)
+    if stages <= 0 or encoder is None or not hasattr(encoder, "conv_stem") or not hasattr(encoder, "blocks"):
+        return 0
+    modules = [encoder.conv_stem, getattr(encoder, "bn1", None), *list(encoder.blocks)[:stages]]
+    frozen = 0
+    for module in filter(None, modules):
+        setattr(module, FROZEN_ATTRIBUTE, True)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
+
+
+def train_mode(net) -> None:
+    """``net.train()``, except for frozen stages, which stay in eval mode."""
+    net.train()
+    for module in net.modules():
+        if getattr(module, FROZEN_ATTRIBUTE, False):
+            module.eval()
 
 
 def effective_crop_size(chips: List[LoadedChip], gsd_m: float, settings: TrainSettings) -> int:
@@ -310,8 +341,11 @@ def fit(
     precision = choose_precision(device, settings.precision)
     loss_fn = loss_function(settings.loss)
     scaling = base.scaling
-    net = precision.prepare_network(build_network(base).to(device).train())
-    optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    net = precision.prepare_network(build_network(base).to(device))
+    freeze_early_stages(net, settings.frozen_stages)
+    train_mode(net)
+    optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)
     scaler = precision.grad_scaler()
     steps_per_epoch = settings.steps_per_epoch or max(1, math.ceil(len(train_chips) / settings.batch_size))
     total_steps = settings.epochs * steps_per_epoch

@@ -157,3 +157,22 @@ def test_outline_cleanup_fills_holes_and_closes_gaps():
     assert len(clean_outlines(halves, 3.0, CleanupSettings())) == 2
     sliver = Polygon([(0, 0), (30, 0), (30, 30), (0, 30)]).union(box(30, 14, 60, 16))  # 2 m wide tail
     assert clean_outlines([sliver], 3.0, CleanupSettings(open_px=1.0))[0].area == pytest.approx(900.0)
+
+
+def test_frozen_stages_stay_fixed_and_the_rest_learns(arctic_chips):
+    from thaw_slump_mapper.model.training import _train_step, freeze_early_stages, train_mode
+
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    net = build_network(ckpt)
+    assert freeze_early_stages(net, 2) > 1000
+    train_mode(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    settings = fine_tune_settings(crop_size=96, batch_size=4)
+    x, y = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(3))()
+    _train_step(net, optimiser, None, choose_precision("cpu", "fp32"), loss_function("bce_dice"), x, y, "cpu")
+    after = net.state_dict()
+    frozen = [k for k in before if k.startswith(("encoder.conv_stem", "encoder.bn1", "encoder.blocks.0.", "encoder.blocks.1."))]
+    learned = [k for k in before if k.startswith(("encoder.blocks.3.", "decoder.", "segmentation_head.")) and before[k].is_floating_point()]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # weights and BN statistics
+    assert any(not torch.equal(before[k], after[k]) for k in learned)

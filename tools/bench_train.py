@@ -37,10 +37,11 @@ def _recipes():
 
     new = fine_tune_settings()
     # The fine-tune defaults as they were before this benchmark existed (commit b5d9465).
-    old = replace(new, precision="fp32", prefetch=False, crop_size=192, batch_size=8, loss="bce_dice",
+    old = replace(new, precision="fp32", prefetch=False, crop_size=192, batch_size=8, loss="bce_dice", frozen_stages=0,
                   augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0))
     return {"baseline (recipe of 2026-11-25, fp32)": old,
             f"new default at crop {old.crop_size}": replace(new, crop_size=old.crop_size),
+            f"new default at crop {old.crop_size}, no frozen stages": replace(new, crop_size=old.crop_size, frozen_stages=0),
             f"new default (crop {new.crop_size})": new}
 
 
@@ -52,11 +53,13 @@ def _time_steps(name: str, settings, chips, base, gsd: float, steps: int) -> flo
     from thaw_slump_mapper.model.checkpoint import build_network
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import choose_precision
-    from thaw_slump_mapper.model.training import _batch_maker, _train_step
+    from thaw_slump_mapper.model.training import _batch_maker, _train_step, freeze_early_stages, train_mode
 
     precision = choose_precision("cpu", settings.precision)
-    net = precision.prepare_network(build_network(base).train())
-    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    net = precision.prepare_network(build_network(base))
+    freeze_early_stages(net, settings.frozen_stages)
+    train_mode(net)
+    optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     make_batch = _batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
     loss_fn = loss_function(settings.loss)
     prefetch = BatchPrefetcher(make_batch) if settings.prefetch else None

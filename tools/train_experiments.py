@@ -37,7 +37,7 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         return replace(fine_tune_settings(), max_minutes=None, val_share=0.0, calibrate=False, **kw)
 
     def old(**kw: Any):
-        return replace(new(), precision="fp32", prefetch=False, crop_size=192, learning_rate=5e-4, warmup_steps=20,
+        return replace(new(), precision="fp32", prefetch=False, crop_size=192, learning_rate=5e-4, warmup_steps=20, frozen_stages=0,
                        augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0), **kw)
 
     return {
@@ -48,6 +48,7 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "new_bundled": ("bundled", lambda: new()),
+        "new_bundled_mosaic": ("bundled", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "old_imagenet": ("imagenet", lambda: old()),
         "old_bundled": ("bundled", lambda: old()),
     }
