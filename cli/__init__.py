@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "export_labels_command",
     "train_command",
     "build_chips_command",
+    "detect_batch_command",
 )
 
 

@@ -23,6 +23,7 @@ ALGORITHMS: Tuple[Tuple[str, str], ...] = (
     ("evaluate_algorithm", "EvaluateAlgorithm"),
     ("export_labels_algorithm", "ExportLabelsAlgorithm"),
     ("train_algorithm", "TrainAlgorithm"),
+    ("detect_batch_algorithm", "DetectBatchAlgorithm"),
 )
 
 

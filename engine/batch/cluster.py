@@ -1,0 +1,118 @@
+"""Where the scenes run: a Dask LocalCluster sized to this machine, or an existing Dask
+cluster reached through its scheduler's address (SLURM through dask-jobqueue, or any other).
+No home-made scheduling: Dask places tasks, retries those of a dead worker elsewhere and
+gives up on a scene that killed `distributed.scheduler.allowed-failures` workers."""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from ..backends import THREADS_ENV
+from ..errors import UserError
+
+MEMORY_PER_WORKER_BYTES = 4 * 1024**3  # a detection peaks at 2-3 GB on large scenes (BENCHMARKS.md)
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?/?$")
+WAIT_FOR_WORKERS_S = 60.0
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    workers: int
+    threads_per_detection: int
+    gpus: int
+
+    def describe(self) -> str:
+        per = f"one GPU each ({self.gpus} GPUs)" if self.gpus else f"{self.threads_per_detection} CPU thread(s) each"
+        return f"Dask LocalCluster, {self.workers} worker(s), {per}"
+
+
+def local_plan(workers: Optional[int] = None) -> LocalPlan:
+    """One worker per GPU on a GPU machine; otherwise one per core, as memory allows,
+    each detection using its share of the cores. ``workers`` overrides the count."""
+    cores = os.cpu_count() or 1
+    gpus = _gpu_count()
+    if workers is not None and workers < 1:
+        raise UserError(f"The number of workers must be at least 1 (got {workers}).")
+    if workers is None:
+        by_memory = max(1, _total_memory() // MEMORY_PER_WORKER_BYTES)
+        workers = gpus if gpus else max(1, min(cores, by_memory))
+    return LocalPlan(workers, max(1, cores // workers), gpus)
+
+
+@contextmanager
+def dask_client(scheduler: Optional[str], workers: Optional[int]) -> Iterator["tuple"]:
+    """(client, description) for the scheduler at ``scheduler``, or for a LocalCluster
+    started here and closed (workers and all) when the block ends."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = _connect(scheduler)
+        try:
+            yield client, f"Dask cluster at {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
+        finally:
+            client.close()
+        return
+    plan = local_plan(workers)
+    _python_for_worker_processes()
+    cluster = LocalCluster(
+        n_workers=plan.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=logging.ERROR, env={THREADS_ENV: str(plan.threads_per_detection)},
+    )
+    client = Client(cluster)
+    try:
+        yield client, plan.describe()
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _connect(scheduler: str):
+    from distributed import Client
+
+    if not SCHEDULER_ADDRESS.match(scheduler.strip()):
+        raise UserError(f"{scheduler!r} is not a Dask scheduler address; give it as tcp://host:port.")
+    try:
+        client = Client(scheduler.strip(), timeout="15s")
+    except (OSError, TimeoutError) as err:
+        raise UserError(f"Cannot reach the Dask scheduler at {scheduler} ({str(err).splitlines()[0][:80]}); start it or leave the scheduler empty to use this machine.") from None
+    try:
+        client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+    except TimeoutError:
+        client.close()
+        raise UserError(f"No Dask worker joined the scheduler at {scheduler} within {WAIT_FOR_WORKERS_S:.0f} s; start workers (dask worker {scheduler}).") from None
+    return client
+
+
+def _python_for_worker_processes() -> None:
+    """Worker processes are spawned from sys.executable, which inside QGIS is the QGIS
+    program itself: point multiprocessing at the Python interpreter QGIS embeds."""
+    if Path(sys.executable).name.lower().startswith("python"):
+        return
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (Path(sys.base_exec_prefix) / "bin" / version, shutil.which(version), shutil.which("python3")):
+        if candidate and Path(candidate).is_file():
+            multiprocessing.set_executable(str(candidate))
+            return
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return MEMORY_PER_WORKER_BYTES
