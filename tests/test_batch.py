@@ -180,6 +180,16 @@ def test_overlapping_real_crops_give_one_slump_and_match_single_detection(scene_
 
 # --- resume, ownership, cancel (one process) ----------------------------------------------------
 
+def test_a_scene_listed_twice_is_mapped_once_and_listed_as_skipped(scene_folder, tmp_path):
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"{scene_folder / 'overlapA_20190715.tif'} 1,2,3\n{scene_folder / 'overlapA_20190715.tif'} 1,2,3\n")
+    result = run_batch(BatchRequest(str(listing), tmp_path / "inv.gpkg", serial=True))
+    assert (result.n_scenes, result.n_done, result.n_skipped, result.n_slumps) == (2, 1, 1, 1)
+    rows = _scenes(tmp_path / "inv.gpkg")
+    assert sorted(r["status"] for r in rows.values()) == ["done", "skipped"]
+    assert [r["acquired"] for r in rows.values() if r["status"] == "done"] == ["2019-07-15"]
+
+
 def test_resume_redoes_only_missing_scenes_and_guards_outputs(scene_folder, tmp_path):
     request = BatchRequest(str(scene_folder / "overlap*.tif"), tmp_path / "inv.gpkg", bands=RGB, serial=True)
     first = run_batch(request)
@@ -277,12 +287,15 @@ def dask_cluster(tmp_path_factory):
         yield Cluster(address, watcher, workers)
     finally:  # always: no dask process outlives the tests
         if watcher is not None:
-            watcher.close()
-        for process in processes:
-            process.terminate()
-        for process in processes:
             try:
-                process.wait(15)
+                watcher.shutdown()  # scheduler and workers exit at once
+            except Exception:  # noqa: BLE001 - the processes are ended below anyway
+                watcher.close()
+        for process in reversed(processes):  # workers first, so none waits for its scheduler
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -20,7 +20,7 @@ from ..measures import true_area_perimeter
 from ..vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 from .dedupe import Detection, Slump, deduplicate
 from .scenes import Scene
-from .worker import SCENE_LAYER, SLUMP_LAYER, scene_file
+from .worker import SCENE_LAYER, SLUMP_LAYER, one_line, scene_file
 
 INVENTORY_LAYER = "thaw_slumps"
 SCENES_LAYER = "scenes"
@@ -65,7 +65,7 @@ def read_scene_result(path: Path) -> SceneResult:
 def merge_inventory(output: Path, scenes: Sequence[Scene], work_dir: Path, statuses: Dict[str, Dict[str, Any]]) -> MergeSummary:
     """Write the merged inventory to ``output`` (replaced atomically). ``statuses`` holds each
     scene's outcome of this run (failed, skipped); a scene with a result file is done."""
-    done = {s.key: read_scene_result(scene_file(work_dir, s.key)) for s in scenes if scene_file(work_dir, s.key).exists()}
+    done = _read_done(scenes, work_dir, statuses)
     crs_wkt = _inventory_crs([done[s.key].crs_wkt for s in scenes if s.key in done])
     detections = [d for s in scenes if s.key in done for d in _detections(s, done[s.key], crs_wkt)]
     slumps = deduplicate(detections)
@@ -81,6 +81,22 @@ def merge_inventory(output: Path, scenes: Sequence[Scene], work_dir: Path, statu
         partial.unlink(missing_ok=True)
     n_merged = len(detections) - len(slumps)
     return MergeSummary(len(features), len(detections), n_merged, crs_wkt, rows)
+
+
+def _read_done(scenes: Sequence[Scene], work_dir: Path, statuses: Dict[str, Dict[str, Any]]) -> Dict[str, SceneResult]:
+    """The done scenes' results. A result file that cannot be read (a damaged disk, a hand
+    edit) makes its scene failed and is removed, so the next run maps the scene again."""
+    done = {}
+    for scene in scenes:
+        path = scene_file(work_dir, scene.key)
+        if not path.exists():
+            continue
+        try:
+            done[scene.key] = read_scene_result(path)
+        except Exception as err:  # noqa: BLE001 - one unreadable result must not sink the inventory
+            statuses[scene.key] = {"status": "failed", "reason": f"its result file could not be read ({one_line(err)}); run again to map it again"}
+            path.unlink(missing_ok=True)
+    return done
 
 
 def _inventory_crs(scene_crs: List[str]) -> str:

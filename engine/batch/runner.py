@@ -85,7 +85,12 @@ def run_batch(request: BatchRequest, progress: Optional[Progress] = None) -> Bat
         todo = [s for s in unique if not scene_file(work, s.key).exists()]
         n_before = len(unique) - len(todo)
         tasks = [SceneTask(s, str(work), _detection_settings(request)) for s in todo]
-        engine, outcomes = _execute(tasks, request, progress, n_before, len(unique))
+        try:
+            engine, outcomes = _execute(tasks, request, progress, n_before, len(unique))
+        except BaseException:
+            if not request.scheduler:  # this machine's workers are gone: their leftovers are too
+                _remove_partials(work)
+            raise
         statuses.update({o["key"]: o for o in outcomes if o["status"] != "done"})
         state = _state(work, scenes, statuses)
         written, summary = _write_inventory(output, work, scenes, statuses, state, dict(manifest, settings=settings), request.overwrite)
@@ -112,16 +117,11 @@ def _checked_output(output: Path) -> Path:
 
 
 def _skip_repeated(scenes: List[Scene]) -> Tuple[List[Scene], Dict[str, Dict[str, Any]]]:
-    """Each scene once; a repeated entry is listed as skipped (its key gets a suffix so the
-    scenes layer keeps one row per entry)."""
-    seen: Dict[str, Scene] = {}
-    statuses: Dict[str, Dict[str, Any]] = {}
-    for scene in scenes:
-        if scene.key in seen:
-            statuses.setdefault(scene.key + "#repeat", {"status": "skipped", "reason": "listed again: same file and bands as an earlier entry"})
-        else:
-            seen[scene.key] = scene
-    return list(seen.values()), statuses
+    """Each scene once; a repeated entry is listed as skipped under '<key>#<n>' (see _with_repeats)."""
+    entries = _with_repeats(scenes)
+    statuses = {s.key: {"status": "skipped", "reason": "listed again: same file and bands as an earlier entry"}
+                for s in entries if "#" in s.key}
+    return [s for s in entries if "#" not in s.key], statuses
 
 
 @contextmanager
@@ -280,7 +280,9 @@ class _ProgressCounter:
     def scene_progress(self) -> Progress:
         """The running scene's own progress as a slice of the batch (serial runs)."""
         done = self.n_before + self.finished
-        return self.progress.sub(done / max(1, self.n_total), (done + 1) / max(1, self.n_total))
+        prefix = f"{done}/{self.n_total} scenes: "
+        scene = Progress(lambda fraction, message: self.progress.report(fraction, prefix + message), self.progress.cancelled)
+        return scene.sub(done / max(1, self.n_total), (done + 1) / max(1, self.n_total))
 
     def add(self, outcome: Dict[str, Any]) -> Dict[str, Any]:
         self.finished += 1
@@ -315,7 +317,7 @@ def _state(work: Path, scenes: List[Scene], statuses: Dict[str, Dict[str, Any]])
             parts.append(f"{scene.key}:done:{stat.st_size}:{stat.st_mtime_ns}")
         else:
             parts.append(f"{scene.key}:{statuses.get(scene.key, {}).get('status')}:{statuses.get(scene.key, {}).get('reason')}")
-    parts += sorted(f"{k}:{v['status']}" for k, v in statuses.items() if k.endswith("#repeat"))
+    parts += sorted(f"{k}:{v['status']}" for k, v in statuses.items() if "#" in k)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -324,22 +326,20 @@ def _write_inventory(output: Path, work: Path, scenes: List[Scene], statuses, st
     inventory = manifest.get("inventory", {})
     if output.exists() and inventory.get("state") == state and inventory.get("sha256") == _file_hash(output, "sha256"):
         return False, None  # nothing changed since the last run wrote it
-    rows = _with_repeats(scenes, statuses)
+    rows = _with_repeats(scenes)
     summary = merge_inventory(output, rows, work, statuses)
     manifest["inventory"] = {"state": state, "sha256": _file_hash(output, "sha256")}
     _write_manifest(work, manifest)
     return True, summary
 
 
-def _with_repeats(scenes: List[Scene], statuses: Dict[str, Dict[str, Any]]) -> List[Scene]:
-    """The scenes layer lists every entry, a repeated one under '<key>#repeat'."""
-    seen, out = set(), []
+def _with_repeats(scenes: List[Scene]) -> List[Scene]:
+    """Every list entry, a repeated one under '<key>#<n>' so the scenes layer has a row for each."""
+    seen: Dict[str, int] = {}
+    out = []
     for scene in scenes:
-        if scene.key in seen:
-            out.append(Scene(scene.path, scene.bands, scene.key + "#repeat"))
-        else:
-            seen.add(scene.key)
-            out.append(scene)
+        seen[scene.key] = seen.get(scene.key, 0) + 1
+        out.append(scene if seen[scene.key] == 1 else Scene(scene.path, scene.bands, f"{scene.key}#{seen[scene.key]}"))
     return out
 
 
