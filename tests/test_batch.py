@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
@@ -34,7 +35,9 @@ from .conftest import REPO, missing
 RGB = (1, 2, 3)  # the chips are RGB plus a mask band
 OVERLAP_CHIP = "0a7e324b-142d-5f3f-bf5f-6ed1a0205542.tif"  # the bundled model finds one slump at columns 98-149
 OTHER_CHIPS = 5
-PACKAGE_PARENT = Path(thaw_slump_mapper.__file__).resolve().parent.parent
+# The folder that holds the package under its import name (not resolved: the checkout may be
+# linked in under that name); worker processes get it on PYTHONPATH.
+PACKAGE_PARENT = Path(thaw_slump_mapper.__file__).absolute().parent.parent
 
 
 # --- real scenes: chips, two overlapping crops of one chip, two corrupt files -------------------
@@ -400,3 +403,28 @@ def test_make_detect_batch_matches_detect_per_scene_and_reruns_at_once(shared_da
     bad = subprocess.run([sys.executable, "-m", "thaw_slump_mapper", "detect-batch", str(tmp_path / "none"), str(tmp_path / "x.gpkg")],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_qgis_process_runs_the_batch_on_a_local_cluster(shared_data, tmp_path):
+    """Inside QGIS sys.executable is not QGIS's Python (qgis_process reports the first python3
+    on PATH): the LocalCluster's workers must still start, from the right interpreter."""
+    qgis_process = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+    if not Path(qgis_process).is_file():
+        missing("qgis_process.bin is not installed (Debian package qgis)")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "thaw_slump_mapper").symlink_to(REPO, target_is_directory=True)
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    shutil.copy(shared_data / "arctic_rts_chips" / "chips" / OVERLAP_CHIP, folder / OVERLAP_CHIP)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(plugins), QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "config"),
+               PYTHONPATH=os.pathsep.join(filter(None, [sysconfig.get_paths()["purelib"], os.environ.get("PYTHONPATH")])))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([qgis_process, *args], env=env, capture_output=True, text=True, timeout=600)
+
+    assert run("plugins", "enable", "thaw_slump_mapper").returncode == 0
+    done = run("run", "thawslump:detect_batch", "--", f"INPUTS={folder}", f"OUTPUT={tmp_path / 'inv.gpkg'}", "BANDS=1,2,3", "WORKERS=1")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "LocalCluster" in done.stdout + done.stderr and "N_DONE:\t1" in done.stdout
+    assert _scenes(tmp_path / "inv.gpkg")[collect_scenes(str(folder), RGB)[0].key]["status"] == "done"

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,15 +103,29 @@ def _connect(scheduler: str):
 
 
 def _python_for_worker_processes() -> None:
-    """Worker processes are spawned from sys.executable, which inside QGIS is the QGIS
-    program itself: point multiprocessing at the Python interpreter QGIS embeds."""
-    if Path(sys.executable).name.lower().startswith("python"):
+    """Worker processes are spawned from sys.executable, which inside QGIS is not this
+    interpreter (qgis_process reports the first python3 on PATH, perhaps another version; the
+    desktop may report QGIS itself): use the Python whose standard library this process runs."""
+    if _same_python(sys.executable):
         return
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (Path(sys.base_exec_prefix) / "bin" / version, shutil.which(version), shutil.which("python3")):
-        if candidate and Path(candidate).is_file():
+    base = Path(sys.base_exec_prefix) / "bin"
+    for candidate in (base / version, base / "python3", shutil.which(version)):
+        if candidate and _same_python(str(candidate)):
             multiprocessing.set_executable(str(candidate))
             return
+    raise UserError(f"Cannot find the {version} interpreter this program runs on, to start Dask workers; "
+                    "give a running cluster's scheduler address, or run the batch serially.")
+
+
+def _same_python(executable: Optional[str]) -> bool:
+    if not executable:
+        return False
+    try:
+        probe = subprocess.run([executable, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0 and probe.stdout.strip() == sys.version.strip()
 
 
 def _gpu_count() -> int:

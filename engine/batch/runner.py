@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import Cancelled, UserError
 from ..progress import Progress
@@ -76,33 +76,42 @@ def run_batch(request: BatchRequest, progress: Optional[Progress] = None) -> Bat
     _check_ownership(output, _read_manifest(work), request.overwrite)  # before anything is created
     work.mkdir(exist_ok=True)
     with _exclusive(work):
-        settings = _settings(request)
-        manifest = _read_manifest(work)
-        _check_ownership(output, manifest, request.overwrite)
-        _check_settings(work, manifest, settings, unique, request.overwrite)
-        _remove_partials(work)
-        _write_manifest(work, dict(manifest, settings=settings))
+        manifest = _prepare_work_folder(work, output, request, unique)
         todo = [s for s in unique if not scene_file(work, s.key).exists()]
-        n_before = len(unique) - len(todo)
-        tasks = [SceneTask(s, str(work), _detection_settings(request)) for s in todo]
-        try:
-            engine, outcomes = _execute(tasks, request, progress, n_before, len(unique))
-        except BaseException:
-            if not request.scheduler:  # this machine's workers are gone: their leftovers are too
-                _remove_partials(work)
-            raise
+        engine, outcomes = _map_scenes(work, todo, request, progress, len(unique))
         statuses.update({o["key"]: o for o in outcomes if o["status"] != "done"})
-        state = _state(work, scenes, statuses)
-        written, summary = _write_inventory(output, work, scenes, statuses, state, dict(manifest, settings=settings), request.overwrite)
+        written, summary = _write_inventory(output, work, scenes, statuses, manifest)
         _remove_partials(work)
     failures = [(s.name, statuses[s.key]["reason"]) for s in unique if statuses.get(s.key, {}).get("status") == "failed"]
     n_done = sum(1 for s in unique if scene_file(work, s.key).exists())
     progress.report(1.0, f"{n_done}/{len(unique)} scenes done, {len(failures)} failed")
     return BatchResult(
-        output, engine, len(scenes), n_done, n_before, len(failures), len(scenes) - len(unique),
+        output, engine, len(scenes), n_done, len(unique) - len(todo), len(failures), len(scenes) - len(unique),
         summary.n_slumps if summary else _count_slumps(output), summary.n_merged if summary else 0,
         written, time.perf_counter() - started, failures,
     )
+
+
+def _prepare_work_folder(work: Path, output: Path, request: BatchRequest, scenes: List[Scene]) -> Dict[str, Any]:
+    """Refuse what must not be mixed or replaced, clear leftovers, record the settings."""
+    settings = _settings(request)
+    manifest = _read_manifest(work)
+    _check_ownership(output, manifest, request.overwrite)
+    _check_settings(work, manifest, settings, scenes, request.overwrite)
+    _remove_partials(work)
+    manifest = dict(manifest, settings=settings)
+    _write_manifest(work, manifest)
+    return manifest
+
+
+def _map_scenes(work: Path, todo: List[Scene], request: BatchRequest, progress: Progress, n_total: int) -> Tuple[str, List[Dict[str, Any]]]:
+    tasks = [SceneTask(s, str(work), _detection_settings(request)) for s in todo]
+    try:
+        return _execute(tasks, request, progress, n_total - len(todo), n_total)
+    except BaseException:
+        if not request.scheduler:  # this machine's workers are gone: so is any use for their leftovers
+            _remove_partials(work)
+        raise
 
 
 def _checked_output(output: Path) -> Path:
@@ -321,13 +330,14 @@ def _state(work: Path, scenes: List[Scene], statuses: Dict[str, Dict[str, Any]])
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _write_inventory(output: Path, work: Path, scenes: List[Scene], statuses, state: str, manifest: Dict[str, Any],
-                     overwrite: bool) -> Tuple[bool, Optional[MergeSummary]]:
+def _write_inventory(output: Path, work: Path, scenes: List[Scene], statuses: Dict[str, Dict[str, Any]],
+                     manifest: Dict[str, Any]) -> Tuple[bool, Optional[MergeSummary]]:
+    """(written, summary); the inventory is left as it is when nothing changed since it was written."""
+    state = _state(work, scenes, statuses)
     inventory = manifest.get("inventory", {})
     if output.exists() and inventory.get("state") == state and inventory.get("sha256") == _file_hash(output, "sha256"):
-        return False, None  # nothing changed since the last run wrote it
-    rows = _with_repeats(scenes)
-    summary = merge_inventory(output, rows, work, statuses)
+        return False, None
+    summary = merge_inventory(output, _with_repeats(scenes), work, statuses)
     manifest["inventory"] = {"state": state, "sha256": _file_hash(output, "sha256")}
     _write_manifest(work, manifest)
     return True, summary
