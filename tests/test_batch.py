@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -100,7 +101,8 @@ def _digest(path: Path) -> str:
 
 
 def _scene_files(output: Path) -> Dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in work_folder(output).glob("*.gpkg")}
+    """Done scenes' result files (not the partial ones of scenes being mapped) -> modification time."""
+    return {p.name: p.stat().st_mtime_ns for p in work_folder(output).glob("*.gpkg") if ".partial-" not in p.name}
 
 
 # --- inputs and the overlap rule ----------------------------------------------------------------
@@ -325,6 +327,15 @@ def test_processing_algorithm_on_the_cluster(dask_cluster, scene_folder, tmp_pat
     assert sorted(f["status"] for f in scenes.getFeatures()) == ["done", "failed"]
 
 
+def test_cancel_on_the_cluster_writes_no_inventory_and_keeps_done_scenes(dask_cluster, scene_folder, tmp_path):
+    output = tmp_path / "inv.gpkg"
+    request = BatchRequest(str(scene_folder), output, bands=RGB, scheduler=dask_cluster.address)
+    with pytest.raises(Cancelled):  # cancelled once a scene is done
+        run_batch(request, Progress(None, lambda: bool(_scene_files(output))))
+    assert not output.exists() and 1 <= len(_scene_files(output)) < GOOD_SCENES
+    assert not list(tmp_path.glob("inv.partial-*"))  # no half-written inventory either
+
+
 def test_cluster_batch_with_a_killed_worker_equals_one_process_run(dask_cluster, scene_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("THAW_SLUMP_THREADS", "1")  # like the workers (results do not depend on it; the machine is small)
     (tmp_path / "one").mkdir(), (tmp_path / "cluster").mkdir()
@@ -335,7 +346,10 @@ def test_cluster_batch_with_a_killed_worker_equals_one_process_run(dask_cluster,
     victim_address = dask_cluster.address_of(0)
     held: List[str] = []
 
+    messages: List[str] = []
+
     def kill_a_busy_worker(fraction: float, message: str) -> None:
+        messages.append(message)
         if held or message.startswith("0/") or not message[:1].isdigit():
             return
         keys = dask_cluster.watcher.processing(workers=[victim_address]).get(victim_address, [])
@@ -348,6 +362,7 @@ def test_cluster_batch_with_a_killed_worker_equals_one_process_run(dask_cluster,
     request = BatchRequest(str(scene_folder), output, bands=RGB, scheduler=dask_cluster.address)
     result = run_batch(request, Progress(kill_a_busy_worker))
     assert held, "the worker to kill held no scene once the first scene was done"
+    assert any(re.fullmatch(rf"\d+/{ALL_SCENES} scenes, about \d+ (s|min) left", m) for m in messages), messages
     assert victim.poll() is not None
     assert (result.n_done, result.n_failed, result.n_skipped) == (GOOD_SCENES, 2, 0)
 
