@@ -364,7 +364,7 @@ def test_cluster_batch_with_a_killed_worker_equals_one_process_run(dask_cluster,
     assert held, "the worker to kill held no scene once the first scene was done"
     assert any(re.fullmatch(rf"\d+/{ALL_SCENES} scenes, about \d+ (s|min) left", m) for m in messages), messages
     assert victim.poll() is not None
-    assert (result.n_done, result.n_failed, result.n_skipped) == (GOOD_SCENES, 2, 0)
+    assert (result.n_done, result.n_failed, result.n_skipped) == (GOOD_SCENES, 2, 0), result.failures
 
     # Scene by scene, the same as the one-process run: statuses, counts, footprints, polygons.
     mine, theirs = _scenes(output), _scenes(reference.output_path)

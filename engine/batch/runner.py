@@ -79,7 +79,8 @@ def run_batch(request: BatchRequest, progress: Optional[Progress] = None) -> Bat
         manifest = _prepare_work_folder(work, output, request, unique)
         todo = [s for s in unique if not scene_file(work, s.key).exists()]
         engine, outcomes = _map_scenes(work, todo, request, progress, len(unique))
-        statuses.update({o["key"]: o for o in outcomes if o["status"] != "done"})
+        # A scene with a result file is done, whatever an earlier attempt on a dead worker said.
+        statuses.update({o["key"]: o for o in outcomes if o["status"] != "done" and not scene_file(work, o["key"]).exists()})
         written, summary = _write_inventory(output, work, scenes, statuses, manifest)
         _remove_partials(work)
     failures = [(s.name, statuses[s.key]["reason"]) for s in unique if statuses.get(s.key, {}).get("status") == "failed"]
@@ -257,22 +258,24 @@ def _run_on_dask(client, tasks: List[SceneTask], counter: "_ProgressCounter") ->
 
 
 def _outcome_of(future, task: SceneTask) -> Dict[str, Any]:
+    """The scene's outcome. result() also covers a finished scene whose worker died before
+    the client fetched the small record: Dask then recomputes it (and the result file,
+    renamed into place, is the same). Exceptions here are Dask's own (workers that kept dying,
+    a worker that cannot import the plugin, a cancel), never the scene's."""
     from .worker import outcome
 
-    if future.status == "finished":
-        return future.result()
     try:
-        error = future.exception()
-    except Exception as err:  # noqa: BLE001 - a cancelled future raises instead of returning
-        error = err
-    name = type(error).__name__
-    if name == "KilledWorker":
-        reason = "the workers running it died repeatedly (out of memory? see the worker logs)"
-    elif isinstance(error, ImportError):
-        reason = f"a worker cannot import the plugin ({one_line(error)}); install thaw_slump_mapper on the workers"
-    else:
-        reason = one_line(error)
-    return outcome(task, "failed", reason=reason)
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - becomes the scene's one-line reason
+        if scene_file(task.work_dir, task.scene.key).exists():
+            return outcome(task, "done")
+        if type(error).__name__ == "KilledWorker":
+            reason = "the workers running it died repeatedly (out of memory? see the worker logs)"
+        elif isinstance(error, ImportError):
+            reason = f"a worker cannot import the plugin ({one_line(error)}); install thaw_slump_mapper on the workers"
+        else:
+            reason = one_line(error)
+        return outcome(task, "failed", reason=reason)
 
 
 class _ProgressCounter:
