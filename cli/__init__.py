@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "train_command",
     "build_chips_command",
     "change_command",
+    "detect_batch_command",
 )
 
 

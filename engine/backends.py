@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 BatchPredictor = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N, H, W) probability
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# Threads one detection may use on the CPU. Unset: all cores. A batch running several
+# detections side by side on one machine sets it so they share the cores instead of
+# oversubscribing them (engine/batch).
+THREADS_ENV = "THAW_SLUMP_THREADS"
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
 
 
@@ -58,6 +62,14 @@ def describe_device(device: str = "auto") -> str:
         if device.startswith("cuda"):
             return "CUDA requested, but no CUDA GPU is available"
     return "CPU"
+
+
+def detection_threads() -> int:
+    """CPU threads for one detection: $THAW_SLUMP_THREADS when set, else every core."""
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -160,7 +172,7 @@ def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+    options.intra_op_num_threads = detection_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle onnxruntime threads would otherwise spin between batches and steal the cores
     # that blending, reading and writing need on small machines.

@@ -24,6 +24,7 @@ ALGORITHMS: Tuple[Tuple[str, str], ...] = (
     ("export_labels_algorithm", "ExportLabelsAlgorithm"),
     ("train_algorithm", "TrainAlgorithm"),
     ("change_algorithm", "ChangeAlgorithm"),
+    ("detect_batch_algorithm", "DetectBatchAlgorithm"),
 )
 
 
