@@ -474,7 +474,8 @@ def predict_chips(ckpt: Checkpoint, chips: List[LoadedChip], device: str = "auto
         image, valid, mask = resampled_for_inference(chip, ckpt.gsd_m)
         tile = fit_tile_size(valid.shape[0], valid.shape[1], int(ckpt.tile_size))
         if tile not in predictors:
-            predictors[tile] = with_tta(make_predictor(ckpt, device=device, backend="torch", tile_size=tile), tta)
+            # the detection backend itself (onnxruntime on the CPU), so calibration scores what detect draws
+            predictors[tile] = with_tta(make_predictor(ckpt, device=device, backend="auto", tile_size=tile), tta)
         predictor = predictors[tile]
         prob = predict_array(ckpt, image, valid, predictor=predictor)
         out.append(ChipPrediction(prob, valid, mask, ckpt.gsd_m))
