@@ -27,3 +27,9 @@ qgis: setup
 # SCREENSHOT_CHECKPOINT=<pt> uses another checkpoint than the bundled one.
 screenshot: setup
 	$(PY) tools/qgis_desktop.py --screenshot docs/images/qgis_dock.png $(if $(SCREENSHOT_CHECKPOINT),--checkpoint "$(SCREENSHOT_CHECKPOINT)")
+
+# processing_provider/models/detect_describe_report.model3, the shipped Processing model
+# (thawslump:detect -> thawslump:morphometry -> thawslump:report), rebuilt with PyQGIS.
+.PHONY: processing-model
+processing-model: setup
+	$(PY) tools/make_processing_model.py
