@@ -33,3 +33,8 @@ screenshot: setup
 .PHONY: processing-model
 processing-model: setup
 	$(PY) tools/make_processing_model.py
+
+# docs/PROCESSING.md: one section per thawslump algorithm (the dialogs' Help button lands there).
+.PHONY: processing-docs
+processing-docs: setup
+	$(PY) tools/make_processing_docs.py
