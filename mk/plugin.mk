@@ -38,3 +38,8 @@ processing-model: setup
 .PHONY: processing-docs
 processing-docs: setup
 	$(PY) tools/make_processing_docs.py
+
+# demo/: the Copernicus Sentinel-2 demo scene and its expert outlines, from ../shared/data.
+.PHONY: demo-scene
+demo-scene: setup
+	$(PY) tools/make_demo_scene.py
