@@ -14,9 +14,10 @@ check-package:
 
 # Into the QGIS profile's plugins folder; packages QGIS's Python lacks are pip-installed into
 # <profile>/python/thaw_slump_mapper_deps/pyX.Y, which the plugin puts on sys.path.
-# NO_DEPS=1 skips the pip step.
+# NO_DEPS=1 skips the pip step. By default only the light set (CPU detection with onnxruntime,
+# no torch); FULL=1 adds torch and segmentation-models-pytorch (fine-tuning, CUDA).
 install: package
-	$(PY) tools/install_plugin.py $(PLUGIN_ZIP) --profile-dir "$(QGIS_PROFILE)" $(if $(NO_DEPS),--no-deps)
+	$(PY) tools/install_plugin.py $(PLUGIN_ZIP) --profile-dir "$(QGIS_PROFILE)" $(if $(NO_DEPS),--no-deps) $(if $(FULL),--full)
 
 # The QGIS desktop with this checkout as the enabled plugin and demo/*.tif loaded (own profile
 # under out/qgis-desktop, so the user's profile is untouched).
@@ -43,3 +44,13 @@ processing-docs: setup
 .PHONY: demo-scene
 demo-scene: setup
 	$(PY) tools/make_demo_scene.py
+
+# model/weights/<bundled>.onnx: the bundled checkpoint as a self-describing ONNX graph
+# (float16-stored weights) so that CPU detection needs onnxruntime and no torch. Needs torch.
+.PHONY: onnx-model onnx-parity
+onnx-model: setup
+	$(PY) -c "from thaw_slump_mapper.engine.onnx_model import export_onnx; from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path as b; print(export_onnx(b()))"
+
+# Parity of the shipped graph with the float32 export, on the real chips and the demo scene.
+onnx-parity: setup
+	$(PY) tools/onnx_parity.py
