@@ -100,7 +100,7 @@ def main(argv: List[str] | None = None) -> int:
         return 0
     print(f"installing {' '.join(missing)} into {deps_dir}")
     # Same Python minor version as QGIS's, so the compiled wheels fit.
-    command = [sys.executable, "-m", "pip", "install", "--target", str(deps_dir), "--no-warn-script-location", *missing]
+    command = [sys.executable, "-m", "pip", "install", "--target", str(deps_dir), "--no-warn-script-location", *deps.with_pins(missing)]
     started = time.monotonic()
     status = subprocess.run(command).returncode
     print(f"pip took {time.monotonic() - started:.0f} s; {deps_dir} holds {folder_mb(deps_dir):.0f} MB"

@@ -39,6 +39,9 @@ FULL_PACKAGES = (
     ("torch", "torch"),
     ("segmentation_models_pytorch", "segmentation-models-pytorch==0.6.0"),
 )
+# Sent with every pip run: onnxruntime and torch would otherwise pull numpy 2 into the managed
+# folder even when QGIS's Python already has a numpy 1.x (GUIDE: numpy<2, affine<3).
+PINS = ("numpy>=1.26,<2", "affine>=2.4,<3")
 FULL_NOTE = (
     "Fine-tuning and CUDA detection need torch and segmentation-models-pytorch (several GB); "
     "CPU detection does not. Install them when you need them."
@@ -147,7 +150,14 @@ def pip_install_command(requirements: Sequence[str], target: Path, python: Optio
     python = python or find_python()
     if python is None:
         raise RuntimeError("No Python interpreter found next to QGIS; install the packages with your system's package manager.")
-    return [python, "-m", "pip", "install", "--upgrade", "--target", str(target), "--no-warn-script-location", *requirements]
+    return [python, "-m", "pip", "install", "--upgrade", "--target", str(target), "--no-warn-script-location",
+            *with_pins(requirements)]
+
+
+def with_pins(requirements: Sequence[str]) -> List[str]:
+    """The requirements plus the pins they lack (matched by package name)."""
+    named = {r.split("=")[0].split("<")[0].split(">")[0].strip().lower() for r in requirements}
+    return [*requirements, *(pin for pin in PINS if pin.split(">")[0].split("<")[0].lower() not in named)]
 
 
 def install_packages(

@@ -211,10 +211,12 @@ class DetectDock(QgsDockWidget):
         self.report_button.setToolTip("Write an HTML report of the last detection's slumps")
         self.report_button.setEnabled(False)
         self.fine_tune_button = QPushButton("Fine-tune...")
-        self.fine_tune_button.setToolTip("Fine-tune the checkpoint on your corrected labels (runs in the background)")
+        self.fine_tune_button.setToolTip(
+            "Fine-tune the checkpoint on your corrected labels (runs in the background; needs torch, installed on demand)")
         after.addWidget(self.report_button)
         after.addWidget(self.fine_tune_button)
         page_layout.addLayout(after)
+        self._add_full_install_offer(page_layout)
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -233,6 +235,42 @@ class DetectDock(QgsDockWidget):
         self.cancel_button.clicked.connect(self.cancel_detection)
         self.report_button.clicked.connect(self.open_report)
         self.fine_tune_button.clicked.connect(self.open_fine_tune)
+
+    # ------------------------------------------------------------------ torch on demand
+    def _add_full_install_offer(self, page_layout) -> None:
+        """CPU detection needs no torch; fine-tuning and CUDA do, so the dock offers it here."""
+        self.full_frame = QFrame()
+        self.full_frame.setObjectName("thawSlumpFullInstall")
+        full_layout = QVBoxLayout(self.full_frame)
+        self.full_label = QLabel(dependency_check.FULL_NOTE)
+        self.full_label.setWordWrap(True)
+        self.full_install_button = QPushButton("Install torch for fine-tuning and CUDA...")
+        self.full_install_button.setToolTip(
+            f"pip-installs {', '.join(r for _, r in dependency_check.FULL_PACKAGES)} into the plugin's package folder")
+        self.full_install_button.clicked.connect(lambda: self.install_full(confirm=True))
+        full_layout.addWidget(self.full_label)
+        full_layout.addWidget(self.full_install_button)
+        page_layout.addWidget(self.full_frame)
+        self.full_frame.setVisible(bool(dependency_check.missing_full_packages()))
+
+    def install_full(self, confirm: bool = True) -> bool:
+        """Offer torch and segmentation-models-pytorch; True when they were missing."""
+        missing = dependency_check.missing_full_packages()
+        self.full_frame.setVisible(bool(missing))
+        if not missing or self.install_task is not None:
+            return bool(missing)
+        requirements = [m.requirement for m in missing]
+        target = dependency_check.managed_site_dir()
+        self.log(dependency_check.FULL_NOTE)
+        if confirm and QMessageBox.question(
+            self, "Install torch", f"{dependency_check.FULL_NOTE}\n\nDownload and install {', '.join(requirements)} into\n{target}?"
+        ) != QMessageBox.Yes:
+            return True
+        self.log(f"Installing {' '.join(requirements)} into {target} ...")
+        self.install_task = InstallTask(requirements, target, self._install_done)
+        self.install_task.line.connect(self.log)
+        QgsApplication.taskManager().addTask(self.install_task)
+        return True
 
     def _embed_review_panel(self) -> None:
         """The review panel (Confirm / Reject / next unreviewed) gets its own tab."""
@@ -316,6 +354,7 @@ class DetectDock(QgsDockWidget):
         self.install_task = None
         self.install_button.setEnabled(True)
         dependency_check.activate_managed_site_dir()
+        self.full_frame.setVisible(bool(dependency_check.missing_full_packages()))
         if task.return_code == 0:
             self.log("Packages installed.")
         else:
@@ -402,6 +441,9 @@ class DetectDock(QgsDockWidget):
 
     def _device_changed(self, *_: Any) -> None:
         if dependency_check.missing_packages():
+            return
+        if self.device_combo.currentText() == "cuda" and dependency_check.missing_full_packages():
+            self.device_label.setText("CUDA needs torch: install it with the button below.")
             return
         from ..engine.errors import UserError
 
@@ -611,6 +653,8 @@ class DetectDock(QgsDockWidget):
 
     def open_fine_tune(self) -> Any:
         """Hook: `thawslump:train` (issue 4) from the current checkpoint; the result becomes the checkpoint."""
+        if self.install_full(confirm=True):  # training needs torch, installed on demand
+            return None
         base = str(self.checkpoint.path) if self.checkpoint is not None and self.checkpoint.path else ""
         algorithm = QgsApplication.processingRegistry().algorithmById("thawslump:train")
         parameters = {}
