@@ -277,7 +277,7 @@ class DetectDock(QgsDockWidget):
         from .review_panel import ReviewPanel
 
         canvas = self.iface.mapCanvas() if self.iface is not None else None
-        self.review_panel = ReviewPanel(parent=self, canvas=canvas)
+        self.review_panel = ReviewPanel(parent=self, canvas=canvas, checkpoint_path=lambda: self.checkpoint_widget.filePath())
         self.tabs.addTab(self.review_panel, "Review")
 
     def _embed_change_panel(self) -> None:
