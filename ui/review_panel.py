@@ -43,6 +43,7 @@ PROJECT_SCOPE = "thaw_slump_mapper"
 PROJECT_KEY = "review_layer"
 # Single keys, active only while the review tab has focus (QGIS's own shortcuts stay intact).
 SHORTCUTS = {"confirm": "C", "reject": "R", "next": "N", "previous": "P"}
+MIN_VIEW_M = 600.0  # narrowest view around a slump, in metres
 
 # Colours per state; unreviewed keeps the detection style's red outline.
 STATE_STYLES = {
@@ -248,6 +249,8 @@ class ReviewPanel(QWidget):
             transform = QgsCoordinateTransform(layer.crs(), self.canvas.mapSettings().destinationCrs(), self.project)
             extent = transform.transformBoundingBox(extent)
             extent.scale(3.0)  # show the slump with its surroundings
+            if not self.canvas.mapSettings().destinationCrs().isGeographic() and extent.width() < MIN_VIEW_M:
+                extent.scale(MIN_VIEW_M / max(extent.width(), 1e-9))  # small slumps: enough land to judge them
             self.canvas.setExtent(extent)
             self.canvas.refresh()
         self._show_details(layer, fid)
