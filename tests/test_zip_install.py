@@ -15,6 +15,7 @@ import fiona
 import pytest
 
 from .test_light_install import QGIS_PROCESS, light_site_packages  # noqa: F401 (fixture used by name)
+from .test_processing_model import model_inputs  # noqa: F401 (fixture used by name)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
@@ -74,3 +75,16 @@ def test_the_installed_plugin_lists_runs_and_helps_without_torch(installed_profi
     assert "Device: CPU" in text and "thaw-slump-deeplabv3plus" in text
     with fiona.open(output) as layer:
         assert len(layer) >= 5
+
+
+def test_the_installed_plugin_runs_the_shipped_model_without_torch(installed_profile, model_inputs, tmp_path):  # noqa: F811
+    _, env = installed_profile
+    image, dem = model_inputs
+    outputs = {"detect:SLUMPS": tmp_path / "s.gpkg", "morphometry:MORPHOMETRY": tmp_path / "m.gpkg", "report:REPORT": tmp_path / "r.html"}
+    ran = _run(env, "run", "thawslump:detect_describe_report", "--", f"IMAGE={image}", f"DEM={dem}", "BANDS=1,2,3",
+               *(f"{name}={path}" for name, path in outputs.items()))
+    assert ran.returncode == 0, (ran.stdout + ran.stderr)[-4000:]
+    with fiona.open(outputs["morphometry:MORPHOMETRY"]) as layer:
+        rows = [dict(f["properties"]) for f in layer]
+    assert rows and all(row["slope_mean"] is not None for row in rows)
+    assert "<h1>Thaw slump morphometry" in outputs["report:REPORT"].read_text()
