@@ -45,3 +45,18 @@ def test_every_pip_run_carries_the_numpy_pin():
     command = dependency_check.pip_install_command(["torch"], dependency_check.managed_site_dir(), python="/usr/bin/python3")
     assert "numpy>=1.26,<2" in command and "affine>=2.4,<3" in command
     assert dependency_check.with_pins(["numpy>=1.26,<2"]).count("numpy>=1.26,<2") == 1
+
+
+def test_dock_tooltips_give_units_and_defaults(qgis_app, qgis_iface, qgis_new_project):
+    widget = DetectDock(qgis_iface)
+    try:
+        for name in ("raster_combo", "dem_combo", "checkpoint_widget", "extent_combo", "threshold_spin",
+                     "min_area_spin", "device_combo", "output_widget"):
+            tip = getattr(widget, name).toolTip()
+            assert tip, name
+            if name != "raster_combo":
+                assert "Default" in tip or "default" in tip, name
+        assert "m\u00b2" in widget.min_area_spin.toolTip() and "0-1" in widget.threshold_spin.toolTip()
+    finally:
+        widget.close()
+        widget.deleteLater()

@@ -217,6 +217,7 @@ class DetectDock(QgsDockWidget):
         after.addWidget(self.fine_tune_button)
         page_layout.addLayout(after)
         self._add_full_install_offer(page_layout)
+        self._add_tooltips()
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -235,6 +236,28 @@ class DetectDock(QgsDockWidget):
         self.cancel_button.clicked.connect(self.cancel_detection)
         self.report_button.clicked.connect(self.open_report)
         self.fine_tune_button.clicked.connect(self.open_fine_tune)
+
+    def _add_tooltips(self) -> None:
+        """Every input says its unit and default, as the Processing dialogs do."""
+        tips = {
+            self.raster_combo: "The optical image: RGB (3 bands) or PlanetScope B,G,R,NIR (4 bands), at any resolution; "
+                               "it is resampled to the checkpoint's pixel size (3 m for the bundled model).",
+            self.dem_combo: "Optional: a DEM (elevation in m, any CRS) adds slope, aspect, TPI and solar radiation to every "
+                            "slump. Default: none.",
+            self.checkpoint_widget: "A .pt checkpoint saved by this plugin. Default (empty): the bundled DeepLabv3+ model "
+                                    "(RGB, 3 m).",
+            self.extent_combo: "Where to detect. Default: the whole layer; or the map canvas, or selected polygons.",
+            self.threshold_spin: "Slump probability (0-1) a pixel must reach to be part of a slump. Default: the "
+                                 "checkpoint's (0.50 for the bundled model).",
+            self.min_area_spin: "Slumps smaller than this (m\u00b2) are dropped. Default: the checkpoint's "
+                                "(3000 m\u00b2 for the bundled model).",
+            self.device_combo: "auto (default): CUDA when torch sees a GPU, else the CPU with onnxruntime; cpu; "
+                               "cuda (needs torch).",
+            self.output_widget: "GeoPackage for the polygons; the probability GeoTIFF goes beside it. Default: "
+                                "<image>_NNN.gpkg with the next free number (nothing is overwritten).",
+        }
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
 
     # ------------------------------------------------------------------ torch on demand
     def _add_full_install_offer(self, page_layout) -> None:
