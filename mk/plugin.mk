@@ -54,3 +54,13 @@ onnx-model: setup
 # Parity of the shipped graph with the float32 export, on the real chips and the demo scene.
 onnx-parity: setup
 	$(PY) tools/onnx_parity.py
+
+# BENCHMARKS.md "Light install": headless detection with and without torch, alternated.
+# out/light-venv: Debian's Python plus only the dock's light package set (no torch).
+.PHONY: bench-light-install light-venv
+light-venv: setup
+	@test -x out/light-venv/bin/python || ( /usr/bin/python3 -m venv --system-site-packages out/light-venv && \
+	  out/light-venv/bin/python -m pip install -q $$($(PY) -c "from thaw_slump_mapper.ui.dependency_check import REQUIRED_PACKAGES as r; print(' '.join(repr(q) for _, q in r))") )
+
+bench-light-install: light-venv
+	$(PY) tools/bench_light_install.py --light-site out/light-venv/lib/python3.11/site-packages --output BENCHMARKS.md
