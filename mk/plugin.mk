@@ -60,7 +60,7 @@ onnx-parity: setup
 .PHONY: bench-light-install light-venv
 light-venv: setup
 	@test -x out/light-venv/bin/python || ( /usr/bin/python3 -m venv --system-site-packages out/light-venv && \
-	  out/light-venv/bin/python -m pip install -q $$($(PY) -c "from thaw_slump_mapper.ui.dependency_check import REQUIRED_PACKAGES as r; print(' '.join(repr(q) for _, q in r))") )
+	  out/light-venv/bin/python -m pip install -q $$($(PY) -c "from thaw_slump_mapper.ui.dependency_check import REQUIRED_PACKAGES as r; print(' '.join(q for _, q in r))") )
 
 bench-light-install: light-venv
 	$(PY) tools/bench_light_install.py --light-site out/light-venv/lib/python3.11/site-packages --output BENCHMARKS.md
