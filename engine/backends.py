@@ -177,7 +177,9 @@ def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:
     # Idle onnxruntime threads would otherwise spin between batches and steal the cores
     # that blending, reading and writing need on small machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(onnx_model_path(ckpt, tile_size)), options, providers=["CPUExecutionProvider"])
+    # Light install (no torch): the graph shipped beside the checkpoint (engine/onnx_model.py).
+    model_path = ckpt.onnx_path or onnx_model_path(ckpt, tile_size)
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]

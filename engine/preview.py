@@ -14,7 +14,12 @@ from .vector_io import PolygonFeature
 PREVIEW_MAX_SIDE = 1200
 
 
-def write_preview(image_path: Path, features: Sequence[PolygonFeature], bands: Sequence[int], out_png: Path, title: str = "") -> Path:
+def write_preview(
+    image_path: Path, features: Sequence[PolygonFeature], bands: Sequence[int], out_png: Path, title: str = "",
+    reference: Sequence = (),
+) -> Path:
+    """The image with the detections (yellow, with scores) and, when given, reference outlines
+    (cyan, dashed) in the image's CRS."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,6 +46,7 @@ def write_preview(image_path: Path, features: Sequence[PolygonFeature], bands: S
                 ax.plot(xs, ys, color="#ffd400", linewidth=1.6)
         c = feat.geometry.representative_point()
         ax.annotate(f"{feat.properties.get('score_mean', 0):.2f}", (c.x, c.y), color="white", fontsize=8, ha="center")
+    _draw_reference(ax, reference)
     ax.set_title(title or f"{len(features)} thaw slump polygon(s)", fontsize=10)
     ax.set_xlabel("easting (m)")
     ax.set_ylabel("northing (m)")
@@ -50,3 +56,17 @@ def write_preview(image_path: Path, features: Sequence[PolygonFeature], bands: S
     fig.savefig(out_png)
     plt.close(fig)
     return Path(out_png)
+
+
+def _draw_reference(ax, reference: Sequence) -> None:
+    for geometry in reference:
+        for poly in getattr(geometry, "geoms", [geometry]):
+            xs, ys = poly.exterior.xy
+            ax.plot(xs, ys, color="#00e5ff", linewidth=1.2, linestyle="--")
+    if len(reference):
+        from matplotlib.lines import Line2D
+
+        ax.legend(
+            handles=[Line2D([], [], color="#ffd400", label="detected"), Line2D([], [], color="#00e5ff", linestyle="--", label="reference")],
+            loc="lower right", fontsize=7, framealpha=0.7,
+        )

@@ -43,6 +43,9 @@ class Checkpoint:
     provenance: Dict[str, Any] = field(default_factory=dict)
     state_dict: Dict[str, Any] = field(default_factory=dict)
     path: Optional[Path] = None
+    # Set when the description was read from the ONNX graph beside the .pt (no torch here):
+    # then state_dict is empty and onnxruntime runs this graph (engine/onnx_model.py).
+    onnx_path: Optional[Path] = None
 
     @property
     def trained(self) -> bool:
@@ -157,11 +160,15 @@ def save_checkpoint(ckpt: Checkpoint, path: Path) -> Path:
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load and validate a checkpoint; every problem is a one-line ``UserError``."""
-    import torch
+    from ..engine.onnx_model import load_onnx_checkpoint, torch_available
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint not found: {path}. Pick an existing .pt file or leave it empty for the bundled model.")
+    if not torch_available():  # the light install: the description and graph come from <name>.onnx
+        return load_onnx_checkpoint(path)
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, TypeError) as err:

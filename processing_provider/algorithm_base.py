@@ -54,7 +54,20 @@ class ThawSlumpAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP_ID
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        # Shown beside the dialog's parameters and by `qgis_process help`.
+        return f"{self.HELP}\n\nDocumentation: {self.helpUrl()}"
+
+    def helpUrl(self) -> str:  # noqa: N802 (the dialog's Help button opens it)
+        from .parameter_help import docs_url
+
+        return docs_url(self.NAME)
+
+    def addParameter(self, definition, createOutput: bool = True) -> bool:  # noqa: N802,N803
+        """Every parameter's description gains its unit and default (parameter_help.py)."""
+        from .parameter_help import described
+
+        definition.setDescription(described(self.NAME, definition))
+        return super().addParameter(definition, createOutput)
 
     def flags(self):
         return super().flags() | QgsProcessingAlgorithm.FlagCanCancel

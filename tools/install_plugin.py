@@ -1,11 +1,14 @@
 """Install the packaged plugin into a QGIS profile, with its Python dependencies.
 
-    python tools/install_plugin.py dist/thaw_slump_mapper.zip [--profile-dir DIR] [--no-deps]
+    python tools/install_plugin.py dist/thaw_slump_mapper.zip [--profile-dir DIR] [--no-deps] [--full]
 
 The zip is unpacked into <profile>/python/plugins/thaw_slump_mapper (an earlier copy is
 replaced). Packages that QGIS's own Python cannot import are pip-installed into
 <profile>/python/thaw_slump_mapper_deps/pyX.Y, the folder the plugin puts on sys.path at
 start-up (ui/dependency_check.py), and the plugin is marked enabled in the profile.
+By default only the light set goes in (CPU detection with onnxruntime: no torch); --full adds
+torch and segmentation-models-pytorch for fine-tuning and CUDA. The size of the managed folder
+and the time pip took are printed (README "Install into your QGIS").
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import List
@@ -77,6 +81,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("zip", type=Path)
     parser.add_argument("--profile-dir", type=Path, default=DEFAULT_PROFILE)
     parser.add_argument("--no-deps", action="store_true", help="do not pip-install missing packages")
+    parser.add_argument("--full", action="store_true", help="also torch and segmentation-models-pytorch (training, CUDA)")
     args = parser.parse_args(argv)
 
     target = unpack(args.zip, args.profile_dir / "python" / "plugins")
@@ -85,7 +90,8 @@ def main(argv: List[str] | None = None) -> int:
     deps = load_dependency_check()
     version = subprocess.run([QGIS_PYTHON, "-c", "import sys; print(f'py{sys.version_info[0]}.{sys.version_info[1]}')"], capture_output=True, text=True)
     deps_dir = args.profile_dir / "python" / deps.DEPS_FOLDER_NAME / version.stdout.strip()
-    missing = missing_for_qgis_python(deps_dir, deps.REQUIRED_PACKAGES)
+    packages = deps.REQUIRED_PACKAGES + (deps.FULL_PACKAGES if args.full else ())
+    missing = missing_for_qgis_python(deps_dir, packages)
     if not missing:
         print("QGIS's Python already has every package the plugin needs.")
         return 0
@@ -94,8 +100,16 @@ def main(argv: List[str] | None = None) -> int:
         return 0
     print(f"installing {' '.join(missing)} into {deps_dir}")
     # Same Python minor version as QGIS's, so the compiled wheels fit.
-    command = [sys.executable, "-m", "pip", "install", "--target", str(deps_dir), "--no-warn-script-location", *missing]
-    return subprocess.run(command).returncode
+    command = [sys.executable, "-m", "pip", "install", "--target", str(deps_dir), "--no-warn-script-location", *deps.with_pins(missing)]
+    started = time.monotonic()
+    status = subprocess.run(command).returncode
+    print(f"pip took {time.monotonic() - started:.0f} s; {deps_dir} holds {folder_mb(deps_dir):.0f} MB"
+          + ("" if args.full else " (light set: CPU detection; FULL=1 adds torch for training and CUDA)"))
+    return status
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
 if __name__ == "__main__":

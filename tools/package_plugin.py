@@ -35,8 +35,10 @@ def tracked_files(repo: Path) -> List[str]:
     except (OSError, subprocess.CalledProcessError):
         # Not a git checkout (an unpacked source archive): take what is on disk.
         files = [str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()]
-    # The checkpoint may be untracked (large binary); it ships anyway.
+    # The checkpoint and its ONNX graph (torch-free CPU detection) may be untracked (large
+    # binaries); they ship anyway.
     files += [str(p.relative_to(repo)) for p in (repo / BUNDLED_WEIGHTS).glob("*.pt")]
+    files += [str(p.relative_to(repo)) for p in (repo / BUNDLED_WEIGHTS).glob("*.onnx")]
     return sorted(set(files))
 
 
@@ -72,7 +74,9 @@ def main(argv: List[str] | None = None) -> int:
     written = build_zip(REPO, args.output, files)
     size_mb = args.output.stat().st_size / 1e6
     weights = [f for f in written if f.startswith(BUNDLED_WEIGHTS) and f.endswith(".pt")]
-    print(f"{args.output}: {len(written)} files, {size_mb:.1f} MB" + ("" if weights else " (WARNING: no bundled checkpoint in model/weights)"))
+    graphs = [f for f in written if f.startswith(BUNDLED_WEIGHTS) and f.endswith(".onnx")]
+    print(f"{args.output}: {len(written)} files, {size_mb:.1f} MB" + ("" if weights else " (WARNING: no bundled checkpoint in model/weights)")
+          + ("" if graphs else " (WARNING: no ONNX graph in model/weights: CPU detection will need torch; run `make onnx-model`)"))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from check_plugin_zip import check_zip
 

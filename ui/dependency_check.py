@@ -20,9 +20,10 @@ from typing import Callable, List, Optional, Sequence
 
 # Import name -> pip requirement. The pins match requirements.txt (numpy<2 for Debian's GDAL
 # bindings, affine<3 for rasterio on Python 3.11.2; see ../shared/GUIDE.md).
+# The light set: detection on the CPU runs the bundled model's ONNX graph (model/weights/*.onnx)
+# with onnxruntime, so it needs no torch (about 0.35 GB instead of about 6 GB; README).
 REQUIRED_PACKAGES = (
-    ("torch", "torch"),
-    ("segmentation_models_pytorch", "segmentation-models-pytorch==0.6.0"),
+    ("onnxruntime", "onnxruntime==1.32.0"),
     ("rasterio", "rasterio==1.4.4"),
     ("fiona", "fiona==1.10.1"),
     # shapely 2.0.7 bundles GEOS 3.11, the version QGIS 3.22 on Debian 12 loads into its own
@@ -30,6 +31,20 @@ REQUIRED_PACKAGES = (
     ("shapely", "shapely==2.0.7"),
     ("numpy", "numpy>=1.26,<2"),
     ("affine", "affine>=2.4,<3"),
+    ("scipy", "scipy>=1.10"),
+)
+# The full set, installed only on demand: fine-tuning, CUDA inference, and reading a .pt
+# checkpoint that has no ONNX graph beside it.
+FULL_PACKAGES = (
+    ("torch", "torch"),
+    ("segmentation_models_pytorch", "segmentation-models-pytorch==0.6.0"),
+)
+# Sent with every pip run: onnxruntime and torch would otherwise pull numpy 2 into the managed
+# folder even when QGIS's Python already has a numpy 1.x (GUIDE: numpy<2, affine<3).
+PINS = ("numpy>=1.26,<2", "affine>=2.4,<3")
+FULL_NOTE = (
+    "Fine-tuning and CUDA detection need torch and segmentation-models-pytorch (several GB); "
+    "CPU detection does not. Install them when you need them."
 )
 
 DEPS_FOLDER_NAME = "thaw_slump_mapper_deps"
@@ -99,6 +114,11 @@ def missing_packages(packages: Sequence[tuple] = REQUIRED_PACKAGES) -> List[Miss
     return missing
 
 
+def missing_full_packages() -> List[MissingPackage]:
+    """What fine-tuning and CUDA need beyond the light set (empty when torch is installed)."""
+    return missing_packages(FULL_PACKAGES)
+
+
 def describe_missing(missing: Sequence[MissingPackage]) -> str:
     if not missing:
         return ""
@@ -130,7 +150,14 @@ def pip_install_command(requirements: Sequence[str], target: Path, python: Optio
     python = python or find_python()
     if python is None:
         raise RuntimeError("No Python interpreter found next to QGIS; install the packages with your system's package manager.")
-    return [python, "-m", "pip", "install", "--upgrade", "--target", str(target), "--no-warn-script-location", *requirements]
+    return [python, "-m", "pip", "install", "--upgrade", "--target", str(target), "--no-warn-script-location",
+            *with_pins(requirements)]
+
+
+def with_pins(requirements: Sequence[str]) -> List[str]:
+    """The requirements plus the pins they lack (matched by package name)."""
+    named = {r.split("=")[0].split("<")[0].split(">")[0].strip().lower() for r in requirements}
+    return [*requirements, *(pin for pin in PINS if pin.split(">")[0].split("<")[0].lower() not in named)]
 
 
 def install_packages(

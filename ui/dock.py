@@ -211,10 +211,13 @@ class DetectDock(QgsDockWidget):
         self.report_button.setToolTip("Write an HTML report of the last detection's slumps")
         self.report_button.setEnabled(False)
         self.fine_tune_button = QPushButton("Fine-tune...")
-        self.fine_tune_button.setToolTip("Fine-tune the checkpoint on your corrected labels (runs in the background)")
+        self.fine_tune_button.setToolTip(
+            "Fine-tune the checkpoint on your corrected labels (runs in the background; needs torch, installed on demand)")
         after.addWidget(self.report_button)
         after.addWidget(self.fine_tune_button)
         page_layout.addLayout(after)
+        self._add_full_install_offer(page_layout)
+        self._add_tooltips()
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -234,12 +237,70 @@ class DetectDock(QgsDockWidget):
         self.report_button.clicked.connect(self.open_report)
         self.fine_tune_button.clicked.connect(self.open_fine_tune)
 
+    def _add_tooltips(self) -> None:
+        """Every input says its unit and default, as the Processing dialogs do."""
+        tips = {
+            self.raster_combo: "The optical image: RGB (3 bands) or PlanetScope B,G,R,NIR (4 bands), at any resolution; "
+                               "it is resampled to the checkpoint's pixel size (3 m for the bundled model).",
+            self.dem_combo: "Optional: a DEM (elevation in m, any CRS) adds slope, aspect, TPI and solar radiation to every "
+                            "slump. Default: none.",
+            self.checkpoint_widget: "A .pt checkpoint saved by this plugin. Default (empty): the bundled DeepLabv3+ model "
+                                    "(RGB, 3 m).",
+            self.extent_combo: "Where to detect. Default: the whole layer; or the map canvas, or selected polygons.",
+            self.threshold_spin: "Slump probability (0-1) a pixel must reach to be part of a slump. Default: the "
+                                 "checkpoint's (0.50 for the bundled model).",
+            self.min_area_spin: "Slumps smaller than this (m\u00b2) are dropped. Default: the checkpoint's "
+                                "(3000 m\u00b2 for the bundled model).",
+            self.device_combo: "auto (default): CUDA when torch sees a GPU, else the CPU with onnxruntime; cpu; "
+                               "cuda (needs torch).",
+            self.output_widget: "GeoPackage for the polygons; the probability GeoTIFF goes beside it. Default: "
+                                "<image>_NNN.gpkg with the next free number (nothing is overwritten).",
+        }
+        for widget, tip in tips.items():
+            widget.setToolTip(tip)
+
+    # ------------------------------------------------------------------ torch on demand
+    def _add_full_install_offer(self, page_layout) -> None:
+        """CPU detection needs no torch; fine-tuning and CUDA do, so the dock offers it here."""
+        self.full_frame = QFrame()
+        self.full_frame.setObjectName("thawSlumpFullInstall")
+        full_layout = QVBoxLayout(self.full_frame)
+        self.full_label = QLabel(dependency_check.FULL_NOTE)
+        self.full_label.setWordWrap(True)
+        self.full_install_button = QPushButton("Install torch for fine-tuning and CUDA...")
+        self.full_install_button.setToolTip(
+            f"pip-installs {', '.join(r for _, r in dependency_check.FULL_PACKAGES)} into the plugin's package folder")
+        self.full_install_button.clicked.connect(lambda: self.install_full(confirm=True))
+        full_layout.addWidget(self.full_label)
+        full_layout.addWidget(self.full_install_button)
+        page_layout.addWidget(self.full_frame)
+        self.full_frame.setVisible(bool(dependency_check.missing_full_packages()))
+
+    def install_full(self, confirm: bool = True) -> bool:
+        """Offer torch and segmentation-models-pytorch; True when they were missing."""
+        missing = dependency_check.missing_full_packages()
+        self.full_frame.setVisible(bool(missing))
+        if not missing or self.install_task is not None:
+            return bool(missing)
+        requirements = [m.requirement for m in missing]
+        target = dependency_check.managed_site_dir()
+        self.log(dependency_check.FULL_NOTE)
+        if confirm and QMessageBox.question(
+            self, "Install torch", f"{dependency_check.FULL_NOTE}\n\nDownload and install {', '.join(requirements)} into\n{target}?"
+        ) != QMessageBox.Yes:
+            return True
+        self.log(f"Installing {' '.join(requirements)} into {target} ...")
+        self.install_task = InstallTask(requirements, target, self._install_done)
+        self.install_task.line.connect(self.log)
+        QgsApplication.taskManager().addTask(self.install_task)
+        return True
+
     def _embed_review_panel(self) -> None:
         """The review panel (Confirm / Reject / next unreviewed) gets its own tab."""
         from .review_panel import ReviewPanel
 
         canvas = self.iface.mapCanvas() if self.iface is not None else None
-        self.review_panel = ReviewPanel(parent=self, canvas=canvas)
+        self.review_panel = ReviewPanel(parent=self, canvas=canvas, checkpoint_path=lambda: self.checkpoint_widget.filePath())
         self.tabs.addTab(self.review_panel, "Review")
 
     def _embed_change_panel(self) -> None:
@@ -316,6 +377,7 @@ class DetectDock(QgsDockWidget):
         self.install_task = None
         self.install_button.setEnabled(True)
         dependency_check.activate_managed_site_dir()
+        self.full_frame.setVisible(bool(dependency_check.missing_full_packages()))
         if task.return_code == 0:
             self.log("Packages installed.")
         else:
@@ -413,6 +475,9 @@ class DetectDock(QgsDockWidget):
 
     def _device_changed(self, *_: Any) -> None:
         if dependency_check.missing_packages():
+            return
+        if self.device_combo.currentText() == "cuda" and dependency_check.missing_full_packages():
+            self.device_label.setText("CUDA needs torch: install it with the button below.")
             return
         from ..engine.errors import UserError
 
@@ -629,6 +694,8 @@ class DetectDock(QgsDockWidget):
 
     def open_fine_tune(self) -> Any:
         """Hook: `thawslump:train` (issue 4) from the current checkpoint; the result becomes the checkpoint."""
+        if self.install_full(confirm=True):  # training needs torch, installed on demand
+            return None
         base = str(self.checkpoint.path) if self.checkpoint is not None and self.checkpoint.path else ""
         algorithm = QgsApplication.processingRegistry().algorithmById("thawslump:train")
         parameters = {}
