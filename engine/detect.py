@@ -25,6 +25,7 @@ from .errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
+from .memory_limits import bounded_detection_memory
 from .progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .scaling import compute_stretch
@@ -62,6 +63,7 @@ class DetectionRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
+    precision: str = "fp32"  # onnxruntime on the CPU: fp32, int8 or auto (int8 with VNNI); engine/quantize.py
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
@@ -91,6 +93,11 @@ def default_probability_path(output_path: Path) -> Path:
 
 def run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     """Detect thaw slumps in ``request.input_path``; see DetectionRequest for the options."""
+    with bounded_detection_memory():  # peak memory independent of the raster's size (issue 11)
+        return _run_detection(request, progress)
+
+
+def _run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     progress = progress or Progress()
     started = time.perf_counter()
     _check_outputs(request)
@@ -107,7 +114,7 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
         grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
         tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
         overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
-        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile)
+        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision)
         log.append(f"device: {predictor.device_name} ({predictor.backend}); bands {bands}; tile {tile} px, overlap {overlap} px")
         if grid.resampled:
             log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
