@@ -40,7 +40,9 @@ from .solar_radiation import SolarSettings, SunTable, optical_air_mass, shadow_s
 
 HORIZON_STEP_DEG = 5.0  # azimuth spacing of the horizon fan
 EXACT_STEPS = 32  # line samples taken at every cell before the stride starts doubling
-MOMENT_BIN_DEG = 0.25  # Sun positions closer than this (azimuth and height) share shading
+MOMENT_BIN_DEG = 1.0  # Sun positions closer than this (azimuth and height) share shading
+# (1 May-31 Aug at 34.8 N: 3700 moments in 1062 bins; against 0.25 deg bins the polygon means
+# moved by 5e-6 relative on the 1 m test DEM)
 CELL_CHUNK = 2048  # cells per matrix block in the sums (chunk x moments float32 arrays)
 
 
@@ -147,6 +149,7 @@ def daily_insolation_fast(
     c = math.log(settings.transmittance) * optical_air_mass(table.height)
     sun = np.stack([np.sin(height), np.cos(height) * np.sin(azimuth), np.cos(height) * np.cos(azimuth)])
     tan_h = np.tan(height).astype(np.float32)
+    sun_t = np.ascontiguousarray(sun.T, dtype=np.float32)  # (bins, 3)
     lower, upper, w_upper = _fan_interpolation(plan.fan, azimuth)
     idx = np.flatnonzero(valid)
     idx = idx[np.argsort(elevation[idx], kind="stable")]
@@ -161,12 +164,20 @@ def daily_insolation_fast(
         for j in range(3):
             np.add.at(weights[:, j], bin_of, e * c ** j)
         s, a = slope[part], np.nan_to_num(aspect[part], nan=0.0)
-        terrain = np.stack([np.cos(s), np.sin(s) * np.sin(a), np.sin(s) * np.cos(a)], axis=1)
-        cos_i = (terrain @ sun).astype(np.float32)  # (cells, bins)
+        terrain = np.stack([np.cos(s), np.sin(s) * np.sin(a), np.sin(s) * np.cos(a)]).astype(np.float32)
+        # (bins, cells) arrays, built in place: the horizon interpolated to each Sun azimuth,
+        # then cos(i) where the cell is lit and faces the Sun, 0 elsewhere
         h = horizons[:, part]
-        horizon = h[lower].T * (1.0 - w_upper) + h[upper].T * w_upper
-        lit = (horizon < tan_h) & (cos_i > 0)
-        sums = np.where(lit, cos_i, np.float32(0.0)) @ weights.astype(np.float32)
+        horizon = h[lower]
+        horizon *= (1.0 - w_upper)[:, None]
+        upper_part = h[upper]
+        upper_part *= w_upper[:, None]
+        horizon += upper_part
+        cos_i = sun_t @ terrain
+        np.maximum(cos_i, 0.0, out=cos_i)
+        cos_i *= horizon < tan_h[:, None]
+        sums = weights.astype(np.float32).T @ cos_i  # (3, cells)
+        sums = sums.T
         dp = p - p_ref
         direct[part] = sums[:, 0] + dp * sums[:, 1] + 0.5 * dp * dp * sums[:, 2]
     diffuse = _diffuse_sum(p_all[idx], table, c) * (1.0 + np.cos(slope[idx])) / 2.0
