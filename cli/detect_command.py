@@ -27,8 +27,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--min-area", type=float, default=None, help="drop polygons smaller than this many m2 (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime or torch (default auto)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "int8", "auto"),
-                   help="onnxruntime on the CPU: fp32 (default), int8 (VNNI, ~1.9x faster; parity: tests/test_int8_parity.py) or auto")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+                   help="onnxruntime on the CPU: auto (default: int8 on CPUs with VNNI, ~1.9x faster, parity in "
+                        "tests/test_int8_parity.py; fp32 elsewhere), fp32 or int8")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--layer", default="thaw_slumps", help="layer name in the GeoPackage")
     p.add_argument("--overwrite", action="store_true", help="replace an existing layer of the same name")
