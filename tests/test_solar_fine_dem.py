@@ -76,3 +76,23 @@ def test_fft_disc_sums_equal_the_row_sums_on_the_fine_dem(fine_case):
     total_rows, count_rows = terrain._disc_sums_rows(z, valid, widths)
     assert np.array_equal(count_fft, count_rows)
     assert np.abs(total_fft - total_rows).max() < 1e-6 * np.abs(total_rows).max()
+
+
+def test_horizons_give_saga_shadows_of_a_wall_including_the_window_edge():
+    # the wall of test_solar_vs_saga: a 100 m wall on a flat plain, Sun at 30 deg from the
+    # north and from the south-west; the horizon test must shade exactly the cells the exact
+    # replay shades, and cells with no source on their line (the window's edge) stay lit
+    import math
+
+    from thaw_slump_mapper.analysis import solar_horizon
+    from thaw_slump_mapper.analysis.solar_radiation import saga_shadow
+
+    z = np.zeros((60, 20))
+    z[10, :] = 100.0
+    azimuths = np.radians([0.0, 225.0])
+    horizons = solar_horizon.box_horizons(z.astype(np.float32), (0, 0, 60, 20), azimuths, np.full(2, 0.1), 10.0, 100.0)
+    rows, cols = np.nonzero(np.ones_like(z, dtype=bool))
+    for horizon, azimuth in zip(horizons, azimuths):
+        replayed = saga_shadow(z, rows, cols, math.radians(30.0), float(azimuth), 10.0).reshape(z.shape)
+        assert np.array_equal(horizon >= math.tan(math.radians(30.0)), replayed)
+        assert replayed.any() and np.isfinite(horizon).all()
