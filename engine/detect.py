@@ -29,6 +29,7 @@ from .memory_limits import bounded_detection_memory
 from .progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .scaling import compute_stretch
+from .stream_vectorize import VectorizingSink
 from .tiling import fit_tile_size
 from .vector_io import PolygonFeature, layer_exists, write_polygons
 from .vectorize import StripVectorizer
@@ -134,11 +135,16 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
                 raise UserError(f"{Path(request.input_path).name} has no valid pixels in the chosen extent (all nodata).")
             stretch = compute_stretch(sample, sample_valid, ckpt.scaling)
             writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, ckpt.name)
+            # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
+            sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, threshold)
             try:
-                stream_predict(source, writer, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
+                stream_predict(source, sink, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
             finally:
                 writer.close()
-            components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
+            if grid.resampled:
+                components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
+            else:
+                components = sink.components()
             partial.replace(final_prob)
         except BaseException:
             source.close()
