@@ -14,13 +14,8 @@ from typing import List
 import numpy as np
 from affine import Affine
 
-from .raster_source import PROBABILITY_NODATA, ProbabilityWriter
+from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, probability_percent
 from .vectorize import Component, StripVectorizer
-
-
-def stored_percent(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The uint8 values ProbabilityWriter stores for these rows."""
-    return np.where(valid, np.rint(np.clip(probability, 0, 1) * 100), PROBABILITY_NODATA).astype(np.uint8)
 
 
 class VectorizingSink:
@@ -32,8 +27,8 @@ class VectorizingSink:
         self.cut = int(round(threshold * 100))
 
     def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
-        self.writer.write_rows(row0, probability, valid)
-        values = stored_percent(probability, valid)
+        values = probability_percent(probability, valid)  # computed once, written and vectorised
+        self.writer.write_percent(row0, values)
         stored_valid = values != PROBABILITY_NODATA
         self.vectorizer.add_strip(row0, stored_valid & (values >= self.cut), values.astype(np.float32) / 100.0)
 
