@@ -34,7 +34,7 @@ from ..engine.errors import UserError
 from ..engine.measures import crs_from_any
 from ..engine.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
-from . import solar_radiation as solar
+from . import solar_horizon, solar_radiation as solar
 from .shape_metrics import SHAPE_FIELDS, shape_metrics
 from .terrain import TPI_RADIUS_M, MetricDem, TpiStatistics, open_metric_dem, slope_aspect, tpi, tpi_halo
 
@@ -324,8 +324,9 @@ def _cell_statistics(z, slope, aspect, tpi_values) -> Dict[str, object]:
 
 def _solar_for_group(cells, latitudes, dem: MetricDem, r0: int, c0: int, z: np.ndarray, results, settings) -> None:
     """pisr_mean of each polygon (cells: index -> (rows, cols) in the window z at r0, c0):
-    SAGA's shadows replayed on a window reaching max_distance_m beyond the group's window,
-    then the daily insolation of each polygon's cells."""
+    SAGA's shadows (replayed, or from horizons per azimuth, see SolarSettings.shadow_method)
+    on a window reaching max_distance_m beyond the group's window, then the daily insolation
+    of each polygon's cells."""
     shape = z.shape
     reach = int(math.ceil(settings.max_distance_m / dem.cellsize_m))
     # the shadow window: clipped to the DEM (nothing beyond it can cast a shadow)
@@ -348,15 +349,41 @@ def _solar_for_group(cells, latitudes, dem: MetricDem, r0: int, c0: int, z: np.n
         by_latitude[latitude].append(i)
     for latitude, members in by_latitude.items():
         table = solar.sun_table(latitude, settings)
-        wanted = np.unique(np.searchsorted(union, np.concatenate([flat[i] for i in members])))
-        daily = np.full(rows.size, np.nan)
-        daily[wanted] = solar.daily_insolation(
-            z_big, rows_big[wanted], cols_big[wanted], cell_slope[wanted], cell_aspect[wanted], dem.cellsize_m, table, settings
-        )
-        for i in members:
-            values = daily[np.searchsorted(union, flat[i])]
-            values = values[~np.isnan(values)]
-            results[i]["pisr_mean"] = float(values.mean()) if values.size else None
+        if settings.method_for(dem.cellsize_m) == "replay":
+            _replayed_means(members, flat, union, rows_big, cols_big, z_big, cell_slope, cell_aspect, table, dem, results, settings)
+        else:
+            _horizon_means(members, cells, (r0 - h_r0, c0 - h_c0), z_big, slope, aspect, table, dem, results, settings)
+
+
+def _replayed_means(members, flat, union, rows_big, cols_big, z_big, cell_slope, cell_aspect, table, dem, results, settings) -> None:
+    """pisr_mean by replaying SAGA's rays moment by moment (shadow_method "replay")."""
+    wanted = np.unique(np.searchsorted(union, np.concatenate([flat[i] for i in members])))
+    daily = np.full(union.size, np.nan)
+    daily[wanted] = solar.daily_insolation(
+        z_big, rows_big[wanted], cols_big[wanted], cell_slope[wanted], cell_aspect[wanted], dem.cellsize_m, table, settings
+    )
+    for i in members:
+        values = daily[np.searchsorted(union, flat[i])]
+        values = values[~np.isnan(values)]
+        results[i]["pisr_mean"] = float(values.mean()) if values.size else None
+
+
+def _horizon_means(members, cells, shift, z_big, slope, aspect, table, dem, results, settings) -> None:
+    """pisr_mean from horizons per azimuth computed once per polygon box (shadow_method
+    "horizon", see solar_horizon.py)."""
+    plan = solar_horizon.sun_plan(table)
+    z32 = z_big.astype(np.float32)
+    z_top = float(np.nanmax(z_big))
+    for i in members:
+        rows, cols = cells[i]
+        rb, cb = rows + shift[0], cols + shift[1]
+        box = (int(rb.min()), int(cb.min()), int(rb.max()) + 1, int(cb.max()) + 1)
+        horizons = solar_horizon.box_horizons(z32, box, plan.fan, plan.fan_tan_min, dem.cellsize_m, z_top)
+        cell_h = horizons[:, rb - box[0], cb - box[1]]
+        daily = solar_horizon.daily_insolation_fast(
+            cell_h, plan, z_big[rb, cb], slope[rows, cols], aspect[rows, cols], table, settings)
+        values = daily[~np.isnan(daily)]
+        results[i]["pisr_mean"] = float(values.mean()) if values.size else None
 
 
 # --- file in, file out ------------------------------------------------------------------

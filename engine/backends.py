@@ -77,9 +77,19 @@ def cache_dir() -> Path:
     return Path(base) / "thaw_slump_mapper"
 
 
-def make_predictor(ckpt: "Checkpoint", device: str = "auto", backend: str = "auto", tile_size: Optional[int] = None) -> Predictor:
-    """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's)."""
+def make_predictor(
+    ckpt: "Checkpoint", device: str = "auto", backend: str = "auto", tile_size: Optional[int] = None, precision: str = "fp32",
+) -> Predictor:
+    """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's).
+
+    ``precision`` applies to onnxruntime on the CPU: "fp32", "int8" (engine/quantize.py) or
+    "auto" (int8 on CPUs with VNNI)."""
+    from .quantize import PRECISION_CHOICES, resolve_precision
+
     tile_size = int(tile_size or ckpt.tile_size)
+    if (precision or "auto").lower() not in PRECISION_CHOICES:
+        raise UserError(f"Unknown precision {precision!r}; use auto, fp32 or int8.")
+    precision = resolve_precision(precision)
     device = (device or "auto").lower()
     backend = (backend or "auto").lower()
     if not (device in DEVICE_CHOICES or device.startswith("cuda:")):
@@ -93,7 +103,7 @@ def make_predictor(ckpt: "Checkpoint", device: str = "auto", backend: str = "aut
         return _torch_predictor(ckpt, device if device.startswith("cuda") else "cuda", f"CUDA: {gpu}")
     if backend in ("auto", "onnxruntime"):
         try:
-            return _onnx_predictor(ckpt, tile_size)
+            return _onnx_predictor(ckpt, tile_size, precision)
         except ImportError:
             if backend == "onnxruntime":
                 raise UserError("onnxruntime is not installed; install it or use backend torch.") from None
@@ -168,20 +178,39 @@ def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     return path
 
 
-def _onnx_predictor(ckpt: "Checkpoint", tile_size: int) -> Predictor:
+def onnx_session_options() -> "ort.SessionOptions":
+    """onnxruntime's defaults, which measured fastest here, with the thread count pinned.
+
+    An earlier version disabled spinning (session.intra_op.allow_spinning = 0) so that idle
+    worker threads would leave the cores to reading and writing. On this network (many small
+    depthwise convolutions) that makes every operator wake sleeping threads, and it was the
+    main reason the engine's model-only figure ran a third below a plain session (issue 11).
+    Spinning threads only spin between operators of one run, not between runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = detection_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle onnxruntime threads would otherwise spin between batches and steal the cores
-    # that blending, reading and writing need on small machines.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # Light install (no torch): the graph shipped beside the checkpoint (engine/onnx_model.py).
-    model_path = ckpt.onnx_path or onnx_model_path(ckpt, tile_size)
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    # Without its arena onnxruntime returns activation buffers after each run: peak 876 MB
+    # instead of 1098 MB after three 4 x 512 px batches (measured), and no growth later.
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 3  # the int8 graph's "removing unused initializer" notes are not the user's business
+    return options
+
+
+def _onnx_predictor(ckpt: "Checkpoint", tile_size: int, precision: str = "fp32") -> Predictor:
+    import onnxruntime as ort
+
+    if precision == "int8":
+        from .quantize import int8_model_path
+
+        model = int8_model_path(ckpt, tile_size)
+    else:
+        # Light install (no torch): the graph shipped beside the checkpoint (engine/onnx_model.py).
+        model = ckpt.onnx_path or onnx_model_path(ckpt, tile_size)
+    session = ort.InferenceSession(str(model), onnx_session_options(), providers=["CPUExecutionProvider"])
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    return Predictor(run, "onnxruntime", "CPU")
+    return Predictor(run, "onnxruntime" if precision == "fp32" else f"onnxruntime {precision}", "CPU")

@@ -26,10 +26,12 @@ from .errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
+from .memory_limits import bounded_detection_memory
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
 from .progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .scaling import compute_stretch
+from .stream_vectorize import VectorizingSink
 from .tiling import fit_tile_size
 from .vector_io import PolygonFeature, StagedLayer
 from .vectorize import StripVectorizer
@@ -64,6 +66,7 @@ class DetectionRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
+    precision: str = "fp32"  # onnxruntime on the CPU: fp32, int8 or auto (int8 with VNNI); engine/quantize.py
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
@@ -125,6 +128,11 @@ class _Outputs:
 
 def run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     """Detect thaw slumps in ``request.input_path``; see DetectionRequest for the options."""
+    with bounded_detection_memory():  # peak memory independent of the raster's size (issue 11)
+        return _run_detection(request, progress)
+
+
+def _run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     progress = progress or Progress()
     started = time.perf_counter()
     _check_settings(request)
@@ -147,7 +155,7 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
         grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
         tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
         overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
-        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile)
+        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision)
         log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
         if grid.resampled:
             log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
@@ -168,12 +176,17 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
             stretch = compute_stretch(sample, sample_valid, ckpt.scaling)
             writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, ckpt.name)
             reached("inference")
+            # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
+            sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, threshold)
             try:
-                stream_predict(source, writer, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
+                stream_predict(source, sink, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
             finally:
                 writer.close()
             reached("vectorising")
-            components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
+            if grid.resampled:
+                components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
+            else:
+                components = sink.components()
             crs = src.crs
             crs_wkt = src.crs.to_wkt()
             features = _features(components, crs, min_area, ckpt, request)

@@ -166,8 +166,22 @@ class ProbabilityWriter:
             self._dst.update_tags(model=description)
 
     def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
-        percent = np.where(valid, np.rint(np.clip(probability, 0, 1) * 100), PROBABILITY_NODATA).astype(np.uint8)
+        self.write_percent(row0, probability_percent(probability, valid))
+
+    def write_percent(self, row0: int, percent: np.ndarray) -> None:
+        """Rows already in the stored form (uint8 percent, PROBABILITY_NODATA where invalid)."""
         self._dst.write(percent, 1, window=Window(0, row0, percent.shape[1], percent.shape[0]))
 
     def close(self) -> None:
         self._dst.close()
+
+
+def probability_percent(probability: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Probabilities 0..1 as stored: uint8 whole percent, PROBABILITY_NODATA where invalid.
+    Works in float32 in place: on a 30000 px wide raster each temporary is ~45 MB."""
+    scaled = np.clip(probability, 0.0, 1.0, dtype=np.float32)
+    scaled *= 100.0
+    np.rint(scaled, out=scaled)
+    percent = scaled.astype(np.uint8)
+    percent[~valid] = PROBABILITY_NODATA
+    return percent

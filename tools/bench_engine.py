@@ -1,16 +1,17 @@
 """Detection benchmark: end-to-end throughput and peak memory versus model-only speed.
 
-Builds large 3 m RGB rasters by tiling the real ARTS chips (../shared/data), then, in one
-run on one machine:
+Builds large 3 m RGB rasters by tiling the real ARTS chips (../shared/data): 10000^2, 20000^2
+and the paper's Beiluhe mosaic size 30916 x 18713; then, in one run on one machine:
   * end to end (read, tiles, model, blend, write, vectorise) through `run_detection`,
     each size in its own process so its peak memory (max RSS) is its own;
-  * model-only throughput of the same network and tile size, in onnxruntime (CPU) and
-    torch eager, on a sample of tiles, expressed per raster pixel (the sample's time
+  * model-only throughput of the same network and tile size on a sample of tiles: a plain
+    onnxruntime session with default options on the same fp32 graph (the yardstick), the
+    engine's own fp32 session, and the engine's int8 graph, expressed per raster pixel (the sample's time
     scaled to the raster's tile count) so it compares directly with end to end.
 Model-only runs happen before and after the end-to-end runs and are averaged, because
 these machines are noisy. Results go to BENCHMARKS.md (section between markers).
 
-  .venv/bin/python tools/bench_engine.py --sizes 10000 20000 --output BENCHMARKS.md
+  .venv/bin/python tools/bench_engine.py --sizes 10000 20000 30916x18713 --precisions fp32 int8 --output BENCHMARKS.md
 """
 from __future__ import annotations
 
@@ -31,13 +32,23 @@ OUT = REPO / "out" / "bench"
 BEGIN, END = "<!-- bench-engine:begin -->", "<!-- bench-engine:end -->"
 
 
-def build_raster(side: int, shared: Path) -> Path:
-    """A side x side, 3 m, 8-bit RGB mosaic of the real chips, written strip by strip."""
+BEILUHE = "30916x18713"  # the paper's Beiluhe mosaic, 3 m
+
+
+def parse_size(text: str) -> tuple:
+    """"10000" (square) or "30916x18713" (width x height)."""
+    w, _, h = str(text).partition("x")
+    return int(w), int(h or w)
+
+
+def build_raster(size: str, shared: Path) -> Path:
+    """A width x height, 3 m, 8-bit RGB mosaic of the real chips, written strip by strip."""
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
-    path = OUT / f"mosaic_{side}.tif"
+    width, height = parse_size(size)
+    path = OUT / (f"mosaic_{width}.tif" if width == height else f"mosaic_{width}x{height}.tif")
     if path.exists():
         return path
     OUT.mkdir(parents=True, exist_ok=True)
@@ -47,32 +58,33 @@ def build_raster(side: int, shared: Path) -> Path:
             rgb = np.nan_to_num(src.read([1, 2, 3]), nan=0, neginf=0, posinf=0)
             chips.append(np.clip(rgb, 1, 255).astype(np.uint8))
     chip = chips[0].shape[1]
-    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "width": side, "height": side, "crs": "EPSG:3413",
-               "transform": Affine(3, 0, 0, 0, -3, side * 3.0), "tiled": True, "blockxsize": 512, "blockysize": 512,
+    profile = {"driver": "GTiff", "dtype": "uint8", "count": 3, "width": width, "height": height, "crs": "EPSG:3413",
+               "transform": Affine(3, 0, 0, 0, -3, height * 3.0), "tiled": True, "blockxsize": 512, "blockysize": 512,
                "compress": "deflate", "zlevel": 1, "BIGTIFF": "YES", "photometric": "RGB"}
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
-        for r0 in range(0, side, chip):
-            rows = min(chip, side - r0)
-            strip = np.zeros((3, rows, side), np.uint8)
-            for i, c0 in enumerate(range(0, side, chip)):
+        for r0 in range(0, height, chip):
+            rows = min(chip, height - r0)
+            strip = np.zeros((3, rows, width), np.uint8)
+            for i, c0 in enumerate(range(0, width, chip)):
                 pick = chips[(i * 7 + r0 // chip * 5) % len(chips)]
                 pick = np.rot90(pick, k=(i + r0 // chip) % 4, axes=(1, 2))
-                strip[:, :, c0:c0 + chip] = pick[:, :rows, : min(chip, side - c0)]
-            dst.write(strip, window=Window(0, r0, side, rows))
+                strip[:, :, c0:c0 + chip] = pick[:, :rows, : min(chip, width - c0)]
+            dst.write(strip, window=Window(0, r0, width, rows))
     tmp.rename(path)
     return path
 
 
-def end_to_end(raster: Path, checkpoint: Path) -> dict:
+def end_to_end(raster: Path, checkpoint: Path, precision: str = "fp32") -> dict:
     from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
-    out = OUT / f"e2e_{raster.stem}"
+    out = OUT / f"e2e_{raster.stem}_{precision}"
     out.mkdir(parents=True, exist_ok=True)
     for f in out.iterdir():
         f.unlink()
     started = time.perf_counter()
-    result = run_detection(DetectionRequest(raster, out / "slumps.gpkg", checkpoint_path=checkpoint, overwrite=True))
+    result = run_detection(DetectionRequest(raster, out / "slumps.gpkg", checkpoint_path=checkpoint, overwrite=True,
+                                            precision=precision))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
@@ -86,7 +98,19 @@ def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4
 
     ckpt = load_checkpoint(checkpoint)
     device = "cpu" if backend != "cuda" else "cuda"
-    predictor = make_predictor(ckpt, device, "torch" if backend in ("torch", "cuda") else backend)
+    if backend == "plain":  # a plain onnxruntime session, default options, on the same exported graph
+        import onnxruntime as ort
+
+        from thaw_slump_mapper.engine.backends import onnx_model_path
+
+        session = ort.InferenceSession(str(onnx_model_path(ckpt, ckpt.tile_size)), providers=["CPUExecutionProvider"])
+
+        def predictor(x):  # noqa: F811
+            return session.run(None, {"image": x})[0]
+    elif backend == "int8":
+        predictor = make_predictor(ckpt, "cpu", "onnxruntime", precision="int8")
+    else:
+        predictor = make_predictor(ckpt, device, "torch" if backend in ("torch", "cuda") else backend)
     if backend == "torch":  # eager: no channels_last, as a plain smp user would run it
         import torch
 
@@ -107,15 +131,15 @@ def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4
     return (time.perf_counter() - started) / (runs * batch)
 
 
-def tiles_for(side: int, tile: int, overlap: int) -> int:
+def tiles_for(width: int, height: int, tile: int, overlap: int) -> int:
     from thaw_slump_mapper.engine.tiling import tile_starts
 
-    return len(tile_starts(side, tile, tile - overlap)) ** 2
+    return len(tile_starts(width, tile, tile - overlap)) * len(tile_starts(height, tile, tile - overlap))
 
 
 def worker(args: argparse.Namespace) -> None:
-    if args.worker == "e2e":
-        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint))))
+    if args.worker.startswith("e2e"):
+        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint), args.worker.partition(":")[2] or "fp32")))
     else:
         print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), args.worker, args.sample)}))
 
@@ -130,7 +154,8 @@ def run_worker(kind: str, checkpoint: Path, raster: Path | None = None, sample: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000])
+    parser.add_argument("--sizes", nargs="+", default=["10000", "20000", BEILUHE], help="N (square) or WxH")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"], help="end-to-end runs per size")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--sample", type=int, default=48, help="tiles timed for model-only throughput")
     parser.add_argument("--output", type=Path, default=None)
@@ -147,28 +172,31 @@ def main() -> None:
     checkpoint = args.checkpoint or bundled_checkpoint_path()
     ckpt = load_checkpoint(checkpoint)
     gpu = cuda_name()
-    backends = ["cuda"] if gpu else ["onnxruntime", "torch"]
+    # "plain": onnxruntime's default session on the same graph, the issue's yardstick
+    backends = ["cuda"] if gpu else ["plain", "onnxruntime", "int8"]
     rows = []
-    before = {b: run_worker(b, checkpoint, sample=args.sample if b != "torch" else max(8, args.sample // 4)) for b in backends}
-    for side in args.sizes:
-        raster = build_raster(side, args.shared)
-        print(f"end to end on {side} x {side} ...", file=sys.stderr)
-        rows.append((side, run_worker("e2e", checkpoint, raster)))
-    after = {b: run_worker(b, checkpoint, sample=args.sample if b != "torch" else max(8, args.sample // 4)) for b in backends}
+    before = {b: run_worker(b, checkpoint, sample=args.sample) for b in backends}
+    for size in args.sizes:
+        raster = build_raster(size, args.shared)
+        for precision in args.precisions:
+            print(f"end to end on {size} ({precision}) ...", file=sys.stderr)
+            rows.append((size, run_worker(f"e2e:{precision}", checkpoint, raster)))
+    after = {b: run_worker(b, checkpoint, sample=args.sample) for b in backends}
     per_tile = {b: (before[b]["seconds_per_tile"] + after[b]["seconds_per_tile"]) / 2 for b in backends}
 
     lines = [BEGIN, "", f"Run: `make bench` on {platform.node()} ({os.cpu_count()} CPU cores"
              + (f", GPU {gpu}" if gpu else ", no GPU") + f"), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              f"Model: {ckpt.summary()}; tile {ckpt.tile_size} px, overlap {ckpt.overlap} px, batch 4.", "",
-             "| raster | end to end | km2/min at 3 m | peak memory | model only: " + " | model only: ".join(backends)
-             + " | end to end / " + backends[0] + " |", "|" + " --- |" * (5 + len(backends))]
-    for side, r in rows:
+             "| raster | end to end (precision) | km2/min at 3 m | peak memory | model only: " + " | model only: ".join(backends)
+             + " | end to end / " + backends[0] + " fp32 |", "|" + " --- |" * (5 + len(backends))]
+    for size, r in rows:
+        width, height = parse_size(size)
         mpx = r["pixels"] / 1e6
         e2e = mpx / r["seconds"]
-        tiles = tiles_for(side, ckpt.tile_size, ckpt.overlap)
+        tiles = tiles_for(width, height, ckpt.tile_size, ckpt.overlap)
         model = {b: mpx / (per_tile[b] * tiles) for b in backends}
         lines.append(
-            f"| {side} x {side} ({mpx:.0f} Mpx) | {e2e:.2f} Mpx/s ({r['seconds']:.0f} s, {r['backend']}) | {e2e * 9 * 60 / 1e0:.0f} "
+            f"| {width} x {height} ({mpx:.0f} Mpx) | {e2e:.2f} Mpx/s ({r['seconds']:.0f} s, {r['backend']}) | {e2e * 9 * 60 / 1e0:.0f} "
             f"| {r['peak_mb']:.0f} MB | " + " | ".join(f"{model[b]:.2f} Mpx/s" for b in backends)
             + f" | {e2e / model[backends[0]]:.2f} |"
         )
