@@ -57,8 +57,9 @@ def test_bf16_forward_matches_fp32_on_real_chips(arctic_chips):
 
 
 def test_precision_choices():
-    assert choose_precision("cpu", "fp32").dtype is None and not choose_precision("cpu", "fp32").channels_last
-    assert choose_precision("cpu", "auto").name == ("bf16" if cpu_has_bf16() else "fp32")
+    assert choose_precision("cpu", "fp32").dtype is None and choose_precision("cpu", "fp32").channels_last
+    assert choose_precision("cpu", "auto").name == "fp32"  # measured faster than bf16 here (model/precision.py)
+    assert choose_precision("cpu", "bf16").name == "bf16"
     with pytest.raises(UserError, match="CUDA only"):
         choose_precision("cpu", "fp16")
     with pytest.raises(UserError, match="Unknown precision"):
