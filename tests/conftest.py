@@ -56,3 +56,22 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _qgis_app_teardown_guard(qgis_app):
+    """pytest-qgis 2.1.0 ends the session by disconnecting ``legendLayersAdded`` from
+    ``processEvents``; when a test run has left that slot disconnected the disconnect raises,
+    ``exitQgis`` is skipped and the interpreter later crashes tearing QGIS down. This fixture
+    is torn down first and leaves exactly one such connection, so QGIS always exits cleanly."""
+    yield
+    if qgis_app is None:
+        return
+    from qgis.core import QgsProject
+
+    signal = QgsProject.instance().legendLayersAdded
+    try:
+        signal.disconnect(qgis_app.processEvents)
+    except TypeError:
+        pass
+    signal.connect(qgis_app.processEvents)
