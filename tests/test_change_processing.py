@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from qgis.PyQt import sip
 from qgis.core import (
     QgsProcessing,
     QgsProcessingModelAlgorithm,
@@ -41,6 +42,16 @@ def layers(truth, tmp_path_factory):
     return write_truth(truth, tmp_path_factory.mktemp("change_processing"))
 
 
+def _layer_facts(uri: str) -> tuple:
+    """(valid, feature count, field names) of a layer that is gone again when this returns:
+    a QgsVectorLayer that outlives the QGIS application crashes the interpreter at exit."""
+    layer = QgsVectorLayer(uri, "probe", "ogr")
+    try:
+        return layer.isValid(), layer.featureCount(), layer.fields().names()
+    finally:
+        sip.delete(layer)
+
+
 def _expected_counts(truth) -> dict:
     return {c: sum(1 for n in truth.later_names if truth.expected_class[n] == c) for c in ("repeat", "new", "merged", "split")}
 
@@ -55,11 +66,11 @@ def test_processing_run_writes_the_named_layers(provider, truth, layers, tmp_pat
     assert result["N_NOT_SEEN_AGAIN"] == len(truth.not_seen)
     grown = [d for d, _ in truth.expected_retreat.values() if d > 0]
     assert result["N_GROWING"] == len(grown) + counts["merged"]  # the merge's bridge reaches out too
-    change = QgsVectorLayer(result["CHANGE"], "change", "ogr")
-    assert change.isValid() and change.featureCount() == len(truth.later)
-    assert set(CHANGE_SCHEMA) <= set(change.fields().names())
-    assert QgsVectorLayer(result["NOT_SEEN_AGAIN"], "gone", "ogr").featureCount() == len(truth.not_seen)
-    assert QgsVectorLayer(result["GROWTH_AREAS"], "growth", "ogr").featureCount() == len(truth.later) - counts["new"]
+    valid, n_change, fields = _layer_facts(result["CHANGE"])
+    assert valid and n_change == len(truth.later)
+    assert set(CHANGE_SCHEMA) <= set(fields)
+    assert _layer_facts(result["NOT_SEEN_AGAIN"])[1] == len(truth.not_seen)
+    assert _layer_facts(result["GROWTH_AREAS"])[1] == len(truth.later) - counts["new"]
     # the second run must refuse to replace the layers without OVERWRITE
     from qgis.core import QgsProcessingException
 
@@ -98,12 +109,18 @@ def _model() -> QgsProcessingModelAlgorithm:
 def test_change_runs_inside_a_model(provider, truth, layers, tmp_path):
     import processing
 
-    result = processing.run(_model(), {
-        "layers": [str(p) for p in layers], "dates": DATES,
-        "change:gpkg": str(tmp_path / "model_change.gpkg"), "extract:new_slumps": str(tmp_path / "new.gpkg"),
-    })
-    new = QgsVectorLayer(result["extract:new_slumps"], "new", "ogr")
-    assert new.isValid() and new.featureCount() == _expected_counts(truth)["new"]
+    model = _model()
+    try:
+        result = processing.run(model, {
+            "layers": [str(p) for p in layers], "dates": DATES,
+            "change:gpkg": str(tmp_path / "model_change.gpkg"), "extract:new_slumps": str(tmp_path / "new.gpkg"),
+        })
+        new = QgsVectorLayer(result["extract:new_slumps"], "new", "ogr")
+        assert new.isValid() and new.featureCount() == _expected_counts(truth)["new"]
+    finally:
+        # A model built in Python must die while QGIS is alive: destroyed after exitQgis it
+        # crashes the interpreter at exit (its child algorithms point into the registry).
+        sip.delete(model)
 
 
 def test_qgis_process_runs_change(headless_env, truth, layers, tmp_path):  # noqa: F811
