@@ -27,6 +27,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--min-area", type=float, default=None, help="drop polygons smaller than this many m2 (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--backend", default="auto", help="auto, onnxruntime or torch (default auto)")
+    p.add_argument("--tta", default="none", choices=("none", "flip2", "d4"),
+                   help="test-time augmentation: none (default), flip2 (2 passes a tile) or d4 (8 passes: "
+                        "rotations and mirrors averaged; costs 8x the inference time)")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "int8"),
                    help="onnxruntime on the CPU: fp32 (default), int8 (about 1.9x faster on CPUs with VNNI; parity in "
                         "tests/test_int8_parity.py) or auto (int8 on CPUs with VNNI, fp32 elsewhere)")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         input_path=args.input, output_path=args.output, probability_path=args.probability,
         checkpoint_path=args.checkpoint, bands=parse_band_list(args.bands), extent=parse_bbox(args.extent),
         threshold=args.threshold, min_area_m2=args.min_area, device=args.device, backend=args.backend,
-        precision=args.precision, batch_size=args.batch_size, layer_name=args.layer or DEFAULT_LAYER, overwrite=args.overwrite,
+        precision=args.precision, tta=args.tta, batch_size=args.batch_size, layer_name=args.layer or DEFAULT_LAYER, overwrite=args.overwrite,
         layer_named=args.layer is not None,
     )
     bar = TextProgressBar("detect")

@@ -33,6 +33,7 @@ from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSourc
 from .scaling import compute_stretch
 from .stream_vectorize import VectorizingSink
 from .tiling import fit_tile_size
+from .tta import TTA_CHOICES, with_tta
 from .vector_io import PolygonFeature, StagedLayer
 from .vectorize import StripVectorizer
 
@@ -67,6 +68,7 @@ class DetectionRequest:
     device: str = "auto"
     backend: str = "auto"
     precision: str = "fp32"  # onnxruntime on the CPU: fp32, int8 or auto (int8 with VNNI); engine/quantize.py
+    tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
@@ -155,7 +157,8 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
         grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
         tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
         overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
-        predictor = make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision)
+        predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
+                             request.tta)
         log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
         if grid.resampled:
             log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
@@ -240,6 +243,8 @@ def _features(components, crs, min_area: float, ckpt, request: DetectionRequest)
 
 
 def _check_settings(request: DetectionRequest) -> None:
+    if (request.tta or "none").lower() not in TTA_CHOICES:
+        raise UserError(f"Unknown test-time augmentation {request.tta!r}; use {', '.join(TTA_CHOICES)}.")
     batch = request.batch_size
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"The batch size must be a whole number of tiles, 1 or more (got {batch}).")

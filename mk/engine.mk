@@ -7,7 +7,7 @@ demo: setup
 # Outside checks call this exact form: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<pt>]
 detect: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<file.pt>]"; exit 2; }
-	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)") $(if $(LAYER),--layer "$(LAYER)") $(if $(OVERWRITE),--overwrite) $(if $(PRECISION),--precision "$(PRECISION)")
+	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)") $(if $(LAYER),--layer "$(LAYER)") $(if $(OVERWRITE),--overwrite) $(if $(PRECISION),--precision "$(PRECISION)") $(if $(TTA),--tta "$(TTA)")
 
 bench: bench-engine bench-morphometry
 bench-engine: setup
