@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from qgis.core import (
-    QgsApplication,
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
@@ -141,10 +140,7 @@ class ChangeAlgorithm(ThawSlumpAlgorithm):
     def _load_on_completion(self, uri: str, label: str, layer_name: str, context) -> None:
         """In the Processing dialog the layers open styled by class (scripts and models ignore this)."""
         details = QgsProcessingContext.LayerDetails(label, context.project(), label)
-        # Only the desktop loads and styles layers; elsewhere (scripts, qgis_process, tests) a
-        # Python post-processor outliving the QGIS application crashed the interpreter at exit.
-        if QgsApplication.instance() is not None and QgsApplication.instance().platform() == "desktop":
-            post = _StyleByClass(layer_name)
-            self._post_processors = getattr(self, "_post_processors", []) + [post]  # keep them alive
-            details.setPostProcessor(post)
+        post = _StyleByClass(layer_name)
+        self._post_processors = getattr(self, "_post_processors", []) + [post]  # keep them alive
+        details.setPostProcessor(post)
         context.addLayerToLoadOnCompletion(uri, details)

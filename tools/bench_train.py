@@ -46,7 +46,7 @@ def _recipes():
             f"new default (crop {new.crop_size})": new}
 
 
-def _time_steps(name: str, settings, chips, base, gsd: float, steps: int) -> float:
+def _time_steps(settings, chips, base, gsd: float, steps: int) -> float:
     """Seconds per step after two warm-up steps (oneDNN picks kernels on first use)."""
     import torch
 
@@ -100,7 +100,7 @@ def main() -> int:
     seconds: Dict[str, List[float]] = {name: [] for name in recipes}
     for r in range(args.rounds):
         for name, settings in recipes.items():
-            s = _time_steps(name, settings, chips, base, 3.0, args.steps)
+            s = _time_steps(settings, chips, base, 3.0, args.steps)
             seconds[name].append(s)
             print(f"round {r + 1}: {name}: {s:.2f} s/step", file=sys.stderr)
     base_name = next(iter(recipes))
