@@ -38,9 +38,9 @@ import shapely
 from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 from ..engine.measures import local_equal_area_crs, metres_per_unit
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from ..engine.vector_io import PolygonFeature, list_layers, read_polygons, reproject_geometry, write_polygons
 from .label_export import uid_for
 

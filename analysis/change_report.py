@@ -20,7 +20,7 @@ import numpy as np
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 from ..engine.vector_io import list_layers
 from .change import CHANGE_CLASSES, LAYER_CHANGE, LAYER_GROWTH, LAYER_HISTORY, LAYER_SUMMARY, NOT_SEEN_AGAIN
 from .report import SLUMP_COLOUR, _png, _style

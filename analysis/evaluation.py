@@ -30,9 +30,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 
 # The paper's sweep: 1.0 down to 0 in steps of 0.04 (26 thresholds).

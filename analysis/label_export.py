@@ -32,11 +32,11 @@ from rasterio.windows import Window, from_bounds
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from ..engine.errors import UserError
-from ..engine.progress import Progress
-from ..engine.scaling import valid_pixels
+from ..core.errors import UserError
+from ..core.progress import Progress
+from ..core.scaling import valid_pixels
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
-from ..model.chip_dataset import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
+from ..core.chip_format import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from . import review
 
 LABELS_GEOJSON = "labels_arts.geojson"
@@ -397,11 +397,12 @@ def _write_arts_geojson(
 
 def _default_gsd(src: "rasterio.DatasetReader", checkpoint_path: Optional[Path | str]) -> float:
     """The checkpoint's GSD when one is given (or bundled), else the image's own pixel size."""
-    from ..model import checkpoint as ckpt_module
+    from ..core.checkpoint import bundled_checkpoint_path
+    from ..engine.onnx_model import load_detection_checkpoint
 
-    path = Path(checkpoint_path) if checkpoint_path else ckpt_module.bundled_checkpoint_path()
+    path = Path(checkpoint_path) if checkpoint_path else bundled_checkpoint_path()
     if path.is_file():
-        return float(ckpt_module.load_checkpoint(path).gsd_m)
+        return float(load_detection_checkpoint(path).gsd_m)
     if checkpoint_path:
         raise UserError(f"Checkpoint not found: {checkpoint_path}.")
     return float(src.transform.a)

@@ -30,9 +30,9 @@ from rasterio.warp import transform as warp_points
 from rasterio.windows import Window, transform as window_transform
 from shapely.geometry.base import BaseGeometry
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 from ..engine.measures import crs_from_any
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 from . import solar_horizon, solar_radiation as solar
 from .shape_metrics import SHAPE_FIELDS, shape_metrics

@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..engine.errors import UserError
-from ..engine.progress import Progress
+from ..core.errors import UserError
+from ..core.progress import Progress
 from ..engine.vector_io import read_polygons
 
 # Beiluhe, Huang et al. 2020 (RSE 237:111534), see ../shared/data/README.md

@@ -39,7 +39,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 from ..engine.measures import metres_per_unit
 
 TPI_RADIUS_M = 100.0

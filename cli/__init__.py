@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from ..engine.errors import Cancelled, UserError
+from ..core.errors import Cancelled, UserError
 
 # subcommand module names under cli/, in the order they are listed in --help
 SUBCOMMAND_MODULES = (

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from .progress_bar import TextProgressBar
 
 

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.detect import DetectionRequest, run_detection
     from ..engine.preview import write_preview
     from ..engine.vector_io import read_polygons
-    from ..model.checkpoint import bundled_checkpoint_path
+    from ..core.checkpoint import bundled_checkpoint_path
 
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def reference_summary(detected: List, reference: List) -> str:
 
 def _untrained_checkpoint(path: Path) -> Path:
     """Until a trained checkpoint is bundled, the demo runs an untrained DeepLabV3+ and says so."""
-    from ..engine.scaling import default_scaling
-    from ..model.checkpoint import Checkpoint, build_network, new_checkpoint, save_checkpoint
+    from ..core.scaling import default_scaling
+    from ..core.checkpoint import Checkpoint, build_network, new_checkpoint, save_checkpoint
 
     if path.is_file():
         return path

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..engine.bands import parse_band_list
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from .progress_bar import TextProgressBar
 
 

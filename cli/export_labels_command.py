@@ -10,7 +10,7 @@ from .progress_bar import TextProgressBar
 
 
 def _bands(text: str):
-    from ..engine.errors import UserError
+    from ..core.errors import UserError
 
     try:
         return [int(b) for b in text.split(",") if b.strip()]

@@ -13,7 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from ..engine.progress import Progress
+from ..core.progress import Progress
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from .errors import UserError
+from ..core.errors import UserError
 
 if TYPE_CHECKING:
     import torch
 
-    from ..model.checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 BatchPredictor = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N, H, W) probability
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -131,7 +131,7 @@ class _SigmoidHead:
 def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predictor:
     import torch
 
-    from ..model.checkpoint import build_network
+    from ..core.checkpoint import build_network
 
     net = _SigmoidHead.wrap(build_network(ckpt)).to(device)
     use_cuda = device.startswith("cuda")
@@ -161,7 +161,7 @@ def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
         return path
     import torch
 
-    from ..model.checkpoint import build_network
+    from ..core.checkpoint import build_network
 
     path.parent.mkdir(parents=True, exist_ok=True)
     net = _SigmoidHead.wrap(build_network(ckpt))

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .errors import UserError
+from ..core.errors import UserError
 
 PLANETSCOPE_4BAND = ("blue", "green", "red", "nir")
 RGB_3BAND = ("red", "green", "blue")

@@ -19,18 +19,19 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 import shapely
 
-from ..model.checkpoint import bundled_checkpoint_path, load_checkpoint
+from ..core.checkpoint import bundled_checkpoint_path
+from .onnx_model import load_detection_checkpoint
 from .backends import make_predictor
 from .bands import choose_bands
-from .errors import UserError
+from ..core.errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
 from .memory_limits import bounded_detection_memory
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
-from .progress import Progress
+from ..core.progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
-from .scaling import compute_stretch
+from ..core.scaling import compute_stretch
 from .stream_vectorize import VectorizingSink
 from .tiling import fit_tile_size
 from .tta import TTA_CHOICES, with_tta
@@ -140,7 +141,7 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
     _check_settings(request)
     outputs = _check_outputs(request)
     with open_raster(request.input_path) as src:  # the input is checked first: the cheapest mistake to report
-        ckpt = load_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
+        ckpt = load_detection_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
         threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
         if not 0.0 < threshold < 1.0:
             raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")

@@ -40,7 +40,7 @@ class Extent:
 
 def parse_bbox(text: str, crs_wkt: str = "") -> Optional[Extent]:
     """'xmin,ymin,xmax,ymax' -> Extent; '' -> None."""
-    from .errors import UserError
+    from ..core.errors import UserError
 
     text = (text or "").strip()
     if not text:

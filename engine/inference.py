@@ -12,8 +12,8 @@ from typing import Optional, Protocol, Tuple
 
 import numpy as np
 
-from .progress import Progress
-from .scaling import Stretch, apply_scaling, compute_stretch
+from ..core.progress import Progress
+from ..core.scaling import Stretch, apply_scaling, compute_stretch
 from .tiling import blend_window, fit_tile_size, tile_starts
 
 
@@ -141,7 +141,7 @@ def predict_array(
     what users get. Invalid pixels come out as 0.
     """
     from .backends import make_predictor
-    from .scaling import valid_pixels
+    from ..core.scaling import valid_pixels
 
     if valid is None:
         valid = valid_pixels(image)

@@ -11,26 +11,28 @@ TF-"same" padding, so one graph serves them all.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional
 
-from .errors import UserError
+from ..core.checkpoint import FULL_INSTALL_HINT, load_checkpoint, require_checkpoint_file, torch_available
+from ..core.errors import UserError
 
 if TYPE_CHECKING:
-    from ..model.checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 DESCRIPTION_KEY = "thaw_slump_mapper.checkpoint"
 SOURCE_FINGERPRINT_KEY = "thaw_slump_mapper.source_fingerprint"
 OPSET = 17
-FULL_INSTALL_HINT = "install torch from the dock (Detect tab, Install...) or run `make install FULL=1`"
 
 
-def torch_available() -> bool:
-    """Whether torch can be imported, without importing it (that alone takes seconds)."""
-    return importlib.util.find_spec("torch") is not None
+def load_detection_checkpoint(path: Path | str) -> "Checkpoint":
+    """The checkpoint for detection: the torch file when torch is installed, otherwise (the
+    light install) its description and graph from the <name>.onnx beside it."""
+    if torch_available():
+        return load_checkpoint(path)
+    return load_onnx_checkpoint(require_checkpoint_file(path))
 
 
 def shipped_onnx_path(checkpoint_path: Path) -> Path:
@@ -40,7 +42,7 @@ def shipped_onnx_path(checkpoint_path: Path) -> Path:
 def load_onnx_checkpoint(checkpoint_path: Path) -> "Checkpoint":
     """The checkpoint's description from the ONNX graph beside it, for torch-free detection.
     The returned Checkpoint has no torch weights; its onnx_path is what onnxruntime runs."""
-    from ..model.checkpoint import Checkpoint, _validate
+    from ..core.checkpoint import Checkpoint, _validate
 
     checkpoint_path = Path(checkpoint_path)
     onnx_path = shipped_onnx_path(checkpoint_path)
@@ -84,7 +86,7 @@ def export_onnx(checkpoint_path: Path, onnx_path: Optional[Path] = None, tile_si
     import onnx
     import torch
 
-    from ..model.checkpoint import build_network, load_checkpoint
+    from ..core.checkpoint import build_network
     from .backends import _SigmoidHead
 
     ckpt = load_checkpoint(checkpoint_path)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
-from .errors import UserError
+from ..core.errors import UserError
 
 # Vector formats in which every detection field survives (names, full-length text, CRS).
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".fgb": "FlatGeobuf"}

@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from .scaling import compute_stretch, valid_pixels
+from ..core.scaling import compute_stretch, valid_pixels
 from .vector_io import PolygonFeature
 
 PREVIEW_MAX_SIDE = 1200

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator, List
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..model.checkpoint import Checkpoint
+    from ..core.checkpoint import Checkpoint
 
 PRECISION_CHOICES = ("auto", "fp32", "int8")
 CALIBRATION_VIEWS = 8
@@ -46,7 +46,7 @@ def calibration_batches(ckpt: "Checkpoint", tile_size: int) -> List[np.ndarray]:
     reflected to the tile size, in CALIBRATION_VIEWS flips and rotations."""
     import rasterio
 
-    from .scaling import apply_scaling, compute_stretch, valid_pixels
+    from ..core.scaling import apply_scaling, compute_stretch, valid_pixels
 
     with rasterio.open(DEMO_SCENE) as src:
         data = src.read(list(range(1, len(ckpt.bands) + 1))).astype(np.float32)

@@ -22,8 +22,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window, from_bounds
 from shapely.geometry.base import BaseGeometry
 
-from .errors import UserError
-from .scaling import valid_pixels
+from ..core.errors import UserError
+from ..core.scaling import valid_pixels
 
 RESAMPLE_TOLERANCE = 0.05
 STATS_SAMPLE_SIDE = 1024

@@ -12,7 +12,7 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from .backends import Predictor
-from .errors import UserError
+from ..core.errors import UserError
 
 TTA_CHOICES = ("none", "flip2", "d4")
 

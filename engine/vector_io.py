@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from .errors import UserError
+from ..core.errors import UserError
 from .output_safety import StagedFile, VectorTarget, check_vector_output, reached, remove_quietly, temporary_name
 
 DRIVERS_BY_SUFFIX = {  # what can be read; what may be written is output_safety.VECTOR_DRIVERS

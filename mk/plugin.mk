@@ -49,7 +49,7 @@ demo-scene: setup
 # (float16-stored weights) so that CPU detection needs onnxruntime and no torch. Needs torch.
 .PHONY: onnx-model onnx-parity
 onnx-model: setup
-	$(PY) -c "from thaw_slump_mapper.engine.onnx_model import export_onnx; from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path as b; print(export_onnx(b()))"
+	$(PY) -c "from thaw_slump_mapper.engine.onnx_model import export_onnx; from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path as b; print(export_onnx(b()))"
 
 # Parity of the shipped graph with the float32 export, on the real chips and the demo scene.
 onnx-parity: setup

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..engine.progress import Progress
+from ..core.progress import Progress
 from .training import (
     MIN_AREAS_M2, THRESHOLDS, TrainSettings, best_calibration, fit, imagenet_checkpoint, load_training_chips,
     predict_chips, score_grid,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .chip_dataset import MASK_IGNORE
+from ..core.chip_format import MASK_IGNORE
 
 
 def bce_dice_loss(logits: torch.Tensor, mask: torch.Tensor, dice_weight: float = 1.0, pos_weight: float = 2.0) -> torch.Tensor:
@@ -73,7 +73,7 @@ LOSSES = {"bce_dice": bce_dice_loss, "bce_lovasz": bce_lovasz_loss, "focal_tvers
 
 
 def loss_function(name: str):
-    from ..engine.errors import UserError
+    from ..core.errors import UserError
 
     if name not in LOSSES:
         raise UserError(f"Unknown loss {name!r}; use one of {', '.join(LOSSES)}.")

@@ -78,7 +78,7 @@ class Precision:
 
 def choose_precision(device: str, requested: str = "auto") -> Precision:
     """``auto``: bf16 on CPUs with native bf16, fp32 on other CPUs, bf16/fp16 on CUDA."""
-    from ..engine.errors import UserError
+    from ..core.errors import UserError
 
     requested = (requested or "auto").lower()
     if requested not in PRECISION_CHOICES:

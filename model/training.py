@@ -19,13 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engine.errors import Cancelled, UserError
+from ..core.errors import Cancelled, UserError
 from ..engine.outline_cleanup import NO_CLEANUP, CleanupSettings, clean_outlines
-from ..engine.progress import Progress
-from ..engine.scaling import default_scaling
+from ..core.progress import Progress
+from ..core.scaling import default_scaling
 from .augment import AugmentSettings, normalise, pad_to, render_chip, training_sample
-from .checkpoint import Checkpoint, build_network, bundled_checkpoint_path, load_checkpoint, new_checkpoint, save_checkpoint
-from .chip_dataset import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
+from ..core.checkpoint import Checkpoint, build_network, bundled_checkpoint_path, load_checkpoint, new_checkpoint, save_checkpoint
+from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from .batch_prefetch import BatchPrefetcher
 from .fine_tune_defaults import (
     FINE_TUNE_BATCH_CPU, FINE_TUNE_BATCH_CUDA, FINE_TUNE_CROP_PX, FINE_TUNE_EPOCHS, FINE_TUNE_FROZEN_STAGES, FINE_TUNE_LEARNING_RATE,

@@ -1,32 +1,22 @@
 """What every `thawslump:` algorithm shares: identity from class attributes, cancel support,
-layers as the files the engine reads, feedback as the engine's Progress, engine errors as
-Processing errors, and engine features as QGIS features.
+feedback as the engine's Progress, engine errors as
+Processing errors. Layers as files and engine features as QGIS features: qgis_common/layer_adapters.py.
 
 Algorithm modules import the engine only inside processAlgorithm, so the provider loads (and
 qgis_process lists it) cheaply and even where torch is missing.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
 
-from qgis.core import (
-    QgsCoordinateTransformContext,
-    QgsField,
-    QgsFields,
-    QgsGeometry,
-    QgsProcessingAlgorithm,
-    QgsProcessingException,
-    QgsProviderRegistry,
-    QgsVectorFileWriter,
-)
-from qgis.PyQt.QtCore import QDateTime, QVariant
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+
+from ..qgis_common.layer_adapters import raster_file_path
 
 if TYPE_CHECKING:
-    from ..engine.progress import Progress
+    from ..core.progress import Progress
 
 T = TypeVar("T")
 
@@ -78,7 +68,7 @@ class ThawSlumpAlgorithm(QgsProcessingAlgorithm):
 
 def feedback_progress(feedback) -> "Progress":
     """The engine's Progress, reporting to and cancelled from a Processing feedback."""
-    from ..engine.progress import Progress
+    from ..core.progress import Progress
 
     def report(fraction: float, message: str) -> None:
         feedback.setProgress(100.0 * fraction)
@@ -96,7 +86,7 @@ def call_engine(feedback, work: Callable[[], T], cancelled_message: str = CANCEL
     a missing package says where to install it, a cancel is an error too (so qgis_process
     exits non-zero), and anything unexpected is one line with the traceback in the log."""
     try:
-        from ..engine.errors import Cancelled, UserError
+        from ..core.errors import Cancelled, UserError
     except ImportError as err:  # pragma: no cover - the engine's own imports are light
         raise QgsProcessingException(f"The plugin is incomplete ({err}); reinstall it.") from None
     try:
@@ -178,7 +168,7 @@ def parse_vector_destination(text: str, default_layer: str) -> Optional[Tuple[Pa
     memory layer. Other providers (PostGIS, ...) are refused: the rule is written for files."""
     import re
 
-    from ..engine.errors import UserError
+    from ..core.errors import UserError
 
     text = (text or "").strip()
     if not text or text.startswith("memory:"):
@@ -264,18 +254,6 @@ class SafeVectorOutput:
             self.staged.discard()
 
 
-def raster_file_path(layer) -> str:
-    """The file behind a GDAL raster layer; the engine streams files, not other providers."""
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            f"Layer {layer.name()} is not a file-based raster ({layer.providerType()}); save it as a GeoTIFF first."
-        )
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
-    if not Path(path).exists():
-        raise QgsProcessingException(f"The file behind layer {layer.name()} was not found ({path}); save it as a GeoTIFF first.")
-    return path
-
-
 def raster_input(algorithm, parameters, name: str, context) -> Tuple[Optional[str], Optional[Any]]:
     """(file, layer or None) of a raster parameter. A plain file path is used as it is: loading
     it as a QGIS layer would make QGIS compute statistics and leave <file>.aux.xml beside the
@@ -285,71 +263,3 @@ def raster_input(algorithm, parameters, name: str, context) -> Tuple[Optional[st
         return value, None
     layer = algorithm.parameterAsRasterLayer(parameters, name, context)
     return (raster_file_path(layer), layer) if layer is not None else (None, None)
-
-
-def layer_file(layer) -> Tuple[Optional[str], Optional[str]]:
-    """(file, layer name) behind a file-based layer without copying it, else (None, None):
-    what an output must not overwrite."""
-    if layer is None or layer.providerType() not in ("ogr", "gdal"):
-        return None, None
-    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-    return parts.get("path") or None, parts.get("layerName") or None
-
-
-def vector_layer_file(layer, feedback) -> Tuple[str, Optional[str]]:
-    """(file, layer name) behind an OGR layer; any other layer (memory, database, filtered)
-    is first saved to a temporary GeoPackage, because the analysis code reads files."""
-    if layer.providerType() == "ogr" and not layer.subsetString():
-        parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
-        path = parts.get("path") or ""
-        if path and Path(path).exists():
-            return path, parts.get("layerName") or None
-    folder = tempfile.mkdtemp(prefix="thawslump_")
-    path = str(Path(folder) / "layer.gpkg")
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    options.layerName = "layer"
-    error, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV2(layer, path, QgsCoordinateTransformContext(), options)
-    if error != QgsVectorFileWriter.NoError:
-        raise QgsProcessingException(f"Cannot copy layer {layer.name()} for reading ({message}); save it as a GeoPackage first.")
-    feedback.pushInfo(f"Layer {layer.name()} copied to {path} for reading.")
-    return path, "layer"
-
-
-def qgis_fields(schema: Dict[str, str]) -> QgsFields:
-    """fiona field types ('int', 'float', 'str:80', 'datetime') as QgsFields."""
-    fields = QgsFields()
-    for name, fiona_type in schema.items():
-        kind, _, width = str(fiona_type).partition(":")
-        if kind in ("int", "int64", "int32"):
-            field = QgsField(name, QVariant.LongLong)
-        elif kind == "float":
-            field = QgsField(name, QVariant.Double)
-        elif kind == "datetime":
-            field = QgsField(name, QVariant.DateTime)
-        elif kind == "date":
-            field = QgsField(name, QVariant.Date)
-        else:
-            field = QgsField(name, QVariant.String, len=int(width) if width.isdigit() else 0)
-        fields.append(field)
-    return fields
-
-
-def qgis_attribute(value: Any) -> Any:
-    if isinstance(value, _dt.datetime):
-        return QDateTime(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
-def qgis_geometry(geometry) -> QgsGeometry:
-    """A shapely polygon as a multipolygon QgsGeometry."""
-    import shapely
-
-    qgs = QgsGeometry()
-    # output_dimension=2: inside QGIS the system GEOS may serve shapely's calls and rejects
-    # the 4-dimension default of newer shapely releases.
-    qgs.fromWkb(shapely.to_wkb(geometry, output_dimension=2))
-    qgs.convertToMultiType()
-    return qgs

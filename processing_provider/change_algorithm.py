@@ -17,7 +17,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress, vector_layer_file
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
+from ..qgis_common.layer_adapters import vector_layer_file
 
 # (output name, GeoPackage layer, display name)
 LAYER_OUTPUTS = (
@@ -37,7 +38,7 @@ class _StyleByClass(QgsProcessingLayerPostProcessorInterface):
         self.layer_name = layer_name
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802
-        from ..ui.change_style import style_for_layer_name
+        from ..qgis_common.change_style import style_for_layer_name
 
         style_for_layer_name(layer, self.layer_name)
 

@@ -36,12 +36,9 @@ from .algorithm_base import (
     feedback_progress,
     load_on_completion,
     parse_vector_destination,
-    qgis_attribute,
-    qgis_fields,
-    qgis_geometry,
-    raster_file_path,  # noqa: F401 - the dock imports it from here
     raster_input,
 )
+from ..qgis_common.layer_adapters import qgis_attribute, qgis_fields, qgis_geometry
 
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_LAYER_NAME = "thaw_slumps"  # engine.detect.DEFAULT_LAYER, without importing the engine here
@@ -56,7 +53,7 @@ def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:
 
 def bundled_checkpoint() -> str:
     # model/checkpoint.py imports torch only inside functions, so this is cheap.
-    from ..model.checkpoint import bundled_checkpoint_path
+    from ..core.checkpoint import bundled_checkpoint_path
 
     return str(bundled_checkpoint_path())
 

@@ -19,8 +19,8 @@ from .algorithm_base import (
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
-    vector_layer_file,
 )
+from ..qgis_common.layer_adapters import vector_layer_file
 
 
 class EvaluateAlgorithm(ThawSlumpAlgorithm):

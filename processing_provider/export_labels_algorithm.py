@@ -23,10 +23,9 @@ from .algorithm_base import (
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
-    layer_file,
     raster_input,
-    vector_layer_file,
 )
+from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 
 UNREVIEWED_CHOICES = ("positive", "negative", "ignore")
 

@@ -28,11 +28,9 @@ from .algorithm_base import (
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
-    qgis_attribute,
-    qgis_fields,
     raster_input,
-    layer_file,
 )
+from ..qgis_common.layer_adapters import layer_file, qgis_attribute, qgis_fields
 
 
 class MorphometryAlgorithm(ThawSlumpAlgorithm):

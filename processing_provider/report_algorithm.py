@@ -18,10 +18,9 @@ from .algorithm_base import (
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
-    layer_file,
     raster_input,
-    vector_layer_file,
 )
+from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 
 
 class ReportAlgorithm(ThawSlumpAlgorithm):

@@ -23,7 +23,7 @@ from .algorithm_base import OVERWRITE, add_overwrite_parameter  # the output rul
 
 
 def _bundled_checkpoint() -> str:
-    from ..model.checkpoint import bundled_checkpoint_path
+    from ..core.checkpoint import bundled_checkpoint_path
 
     return str(bundled_checkpoint_path())
 

@@ -6,8 +6,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from thaw_slump_mapper.engine.scaling import default_scaling
-from thaw_slump_mapper.model.checkpoint import build_network, new_checkpoint, save_checkpoint, Checkpoint
+from thaw_slump_mapper.core.scaling import default_scaling
+from thaw_slump_mapper.core.checkpoint import build_network, new_checkpoint, save_checkpoint, Checkpoint
 
 TINY_ARCHITECTURE = {
     "class": "Unet",

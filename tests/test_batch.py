@@ -28,8 +28,8 @@ from thaw_slump_mapper.engine.batch.dedupe import Detection, deduplicate
 from thaw_slump_mapper.engine.batch.scenes import acquisition_date, collect_scenes
 from thaw_slump_mapper.engine.batch.worker import scene_file
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
-from thaw_slump_mapper.engine.errors import Cancelled, UserError
-from thaw_slump_mapper.engine.progress import Progress
+from thaw_slump_mapper.core.errors import Cancelled, UserError
+from thaw_slump_mapper.core.progress import Progress
 
 from .conftest import REPO, missing
 

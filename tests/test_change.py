@@ -15,7 +15,7 @@ import shapely
 from thaw_slump_mapper.analysis.change import OUTPUT_LAYERS, compare_inventories, headwall_retreat, parse_date
 from thaw_slump_mapper.analysis.label_export import uid_for
 from thaw_slump_mapper.cli import main as cli_main
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
 
 from .change_helpers import EARLIER_DATE, LATER_DATE, YEARS, build_truth, sweep, write_truth

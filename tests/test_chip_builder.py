@@ -10,9 +10,9 @@ import rasterio
 import shapely
 from shapely.geometry import box, shape
 
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-from thaw_slump_mapper.model.chip_dataset import MANIFEST_COLUMNS, MASK_IGNORE, read_manifest
+from thaw_slump_mapper.core.chip_format import MANIFEST_COLUMNS, MASK_IGNORE, read_manifest
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import torch
 from affine import Affine
 
 from thaw_slump_mapper.engine.bands import resolve_bands
-from thaw_slump_mapper.engine.errors import UserError
-from thaw_slump_mapper.model.checkpoint import load_checkpoint
+from thaw_slump_mapper.core.errors import UserError
+from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
 from .engine_helpers import write_raster
 
@@ -41,7 +41,7 @@ def test_checkpoint_validation_errors(tiny_checkpoint, tmp_path, corrupt, messag
     torch.save(payload, bad)
     with pytest.raises(UserError, match=message) as err:
         ckpt = load_checkpoint(bad)
-        from thaw_slump_mapper.model.checkpoint import build_network
+        from thaw_slump_mapper.core.checkpoint import build_network
 
         build_network(ckpt)
     assert "\n" not in str(err.value)

@@ -27,7 +27,7 @@ from thaw_slump_mapper.analysis.evaluation import (
     pixel_iou,
     vector_pixel_iou,
 )
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ from shapely.geometry import box, mapping
 
 from thaw_slump_mapper.analysis.label_export import LABELS_GEOJSON, export_labels, uid_for
 from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
-from thaw_slump_mapper.model.chip_dataset import MANIFEST_COLUMNS, read_manifest
+from thaw_slump_mapper.core.chip_format import MANIFEST_COLUMNS, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 # One expert-corrected slump, and about 1.7% of its RGB pixels unimaged (0 in every band).
@@ -106,7 +106,7 @@ def test_make_export_labels_and_default_gsd_from_checkpoint(tmp_path, shared_dat
     # A second export into the same folder is refused rather than mixed in.
     with pytest.raises(UserError, match="already holds"):
         export_labels(image, labels_path, out, gsd_m=2.0)
-    from thaw_slump_mapper.model.checkpoint import load_checkpoint
+    from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
     summary = export_labels(image, labels_path, tmp_path / "ck", checkpoint_path=tiny_checkpoint, chip_size_px=64)
     assert summary.gsd_m == load_checkpoint(tiny_checkpoint).gsd_m

@@ -258,8 +258,8 @@ def test_case11_evaluate_bad_output_and_crs_mismatch_are_one_line(work):
 
 # ---------------------------------------------------------------- case 14
 def test_case14_checkpoint_errors_are_plain_words(tmp_path):
-    from thaw_slump_mapper.engine.errors import UserError
-    from thaw_slump_mapper.model.checkpoint import load_checkpoint
+    from thaw_slump_mapper.core.errors import UserError
+    from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"PK\x03\x04" + b"\x00" * 200)

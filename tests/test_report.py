@@ -8,7 +8,7 @@ import pytest
 
 from thaw_slump_mapper.analysis.morphometry import compute_morphometry
 from thaw_slump_mapper.analysis.report import write_report
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 
 from .morphometry_helpers import crop_dem, slump_shapes_on_dem
 

@@ -13,7 +13,7 @@ from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtWidgets import QApplication
 
 from thaw_slump_mapper.analysis import review
-from thaw_slump_mapper.model.checkpoint import load_checkpoint
+from thaw_slump_mapper.core.checkpoint import load_checkpoint
 from thaw_slump_mapper.ui.review_panel import SHORTCUTS, ReviewPanel
 
 from .plugin_helpers import register_provider

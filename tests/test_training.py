@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from thaw_slump_mapper.engine.errors import Cancelled, UserError
-from thaw_slump_mapper.engine.progress import Progress
-from thaw_slump_mapper.model.checkpoint import build_network, load_checkpoint
-from thaw_slump_mapper.model.chip_dataset import MANIFEST_NAME, load_chip_folder
+from thaw_slump_mapper.core.errors import Cancelled, UserError
+from thaw_slump_mapper.core.progress import Progress
+from thaw_slump_mapper.core.checkpoint import build_network, load_checkpoint
+from thaw_slump_mapper.core.chip_format import MANIFEST_NAME, load_chip_folder
 from thaw_slump_mapper.model.training import _evaluate_pixels, cancelled_best_path, fine_tune
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 from thaw_slump_mapper.tests.training_helpers import make_chip_folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from qgis.core import QgsProcessingException
 
-from thaw_slump_mapper.model.checkpoint import load_checkpoint
+from thaw_slump_mapper.core.checkpoint import load_checkpoint
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 from thaw_slump_mapper.tests.training_helpers import make_chip_folder
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from thaw_slump_mapper.engine.errors import UserError
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.outline_cleanup import CleanupSettings, clean_outlines
 from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
-from thaw_slump_mapper.model.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
-from thaw_slump_mapper.model.chip_dataset import MASK_IGNORE
+from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
+from thaw_slump_mapper.core.chip_format import MASK_IGNORE
 from thaw_slump_mapper.model.losses import LOSSES, loss_function
 from thaw_slump_mapper.model.precision import choose_precision, cpu_has_bf16
 from thaw_slump_mapper.model.training import (

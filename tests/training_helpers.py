@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from thaw_slump_mapper.model.chip_dataset import ChipRecord, write_manifest
+from thaw_slump_mapper.core.chip_format import ChipRecord, write_manifest
 
 CRS = "EPSG:32608"
 

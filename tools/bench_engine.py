@@ -94,7 +94,7 @@ def end_to_end(raster: Path, checkpoint: Path, precision: str = "fp32") -> dict:
 def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4) -> float:
     """Seconds per tile of the bare network (random real-valued input, same tile size)."""
     from thaw_slump_mapper.engine.backends import make_predictor
-    from thaw_slump_mapper.model.checkpoint import load_checkpoint
+    from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     device = "cpu" if backend != "cuda" else "cuda"
@@ -114,7 +114,7 @@ def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4
     if backend == "torch":  # eager: no channels_last, as a plain smp user would run it
         import torch
 
-        from thaw_slump_mapper.model.checkpoint import build_network
+        from thaw_slump_mapper.core.checkpoint import build_network
 
         net = build_network(ckpt)
 
@@ -167,7 +167,7 @@ def main() -> None:
         return worker(args)
 
     from thaw_slump_mapper.engine.backends import cuda_name
-    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 
     checkpoint = args.checkpoint or bundled_checkpoint_path()
     ckpt = load_checkpoint(checkpoint)

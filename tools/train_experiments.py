@@ -79,7 +79,7 @@ def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start:
     """The fold's stored model again, predicting with test-time augmentation (a recipe of its own)."""
     import torch
 
-    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
     from thaw_slump_mapper.model.training import imagenet_checkpoint, predict_chips
 
     state = recipe_dir / f"{fold}.state.pt"
@@ -107,7 +107,7 @@ def main() -> int:
     import torch
 
     from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-    from thaw_slump_mapper.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
     from thaw_slump_mapper.model.sentinel2_chips_builder import build_sentinel2_chips
     from thaw_slump_mapper.model.training import fit, imagenet_checkpoint, load_training_chips, predict_chips
 

@@ -14,7 +14,7 @@ from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import QFormLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from .change_style import style_for_layer_name
+from ..qgis_common.change_style import style_for_layer_name
 
 # (GeoPackage layer, name in the layer tree); the summary is a table and stays in the file
 SHOWN_LAYERS = (("growth_areas", "Growth areas"), ("not_seen_again", "Not seen again"), ("change", "Change by class"))
@@ -32,8 +32,8 @@ class ChangeTask(QgsTask):
     def run(self) -> bool:  # worker thread
         try:
             from ..analysis.change import compare_inventories
-            from ..engine.errors import Cancelled, UserError
-            from ..engine.progress import Progress
+            from ..core.errors import Cancelled, UserError
+            from ..core.progress import Progress
 
             progress = Progress(lambda fraction, _: self.setProgress(100.0 * fraction), self.isCanceled)
             self.result = compare_inventories(self.inputs, self.output, dates=self.dates, progress=progress)
@@ -97,7 +97,7 @@ class ChangePanel(QWidget):
         return None
 
     def start(self) -> Optional[ChangeTask]:
-        from ..processing_provider.algorithm_base import vector_layer_file
+        from ..qgis_common.layer_adapters import vector_layer_file
 
         layers = [self.earlier_combo.currentLayer(), self.later_combo.currentLayer()]
         output = self.output_widget.filePath().strip()

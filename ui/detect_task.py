@@ -66,8 +66,8 @@ class DetectTask(QgsTask):
     def run(self) -> bool:  # worker thread: no layers, widgets or project here
         try:
             from ..engine.detect import run_detection
-            from ..engine.errors import Cancelled, UserError
-            from ..engine.progress import Progress
+            from ..core.errors import Cancelled, UserError
+            from ..core.progress import Progress
         except ImportError as err:
             self.outcome.error = f"A Python package the detection needs is missing ({err}); install it from the dock."
             return False
@@ -104,7 +104,7 @@ class DetectTask(QgsTask):
         result = self.outcome.result
         if compute is None or result is None or result.output_path is None:
             return "Morphometry skipped: compute_morphometry is not available."
-        from ..engine.errors import Cancelled, UserError
+        from ..core.errors import Cancelled, UserError
 
         output_layer = f"{result.layer_name}_morphometry"
         try:

@@ -391,12 +391,13 @@ class DetectDock(QgsDockWidget):
         self._update_output_placeholder()
 
     def _load_checkpoint(self, path_text: str) -> Any:
-        from ..engine.errors import UserError
-        from ..model.checkpoint import bundled_checkpoint_path, load_checkpoint
+        from ..core.errors import UserError
+        from ..core.checkpoint import bundled_checkpoint_path
+        from ..engine.onnx_model import load_detection_checkpoint
 
         path = Path(path_text) if path_text else bundled_checkpoint_path()
         try:
-            return load_checkpoint(path)
+            return load_detection_checkpoint(path)
         except UserError as err:
             self.checkpoint_info.setText(f"<span style='color:#c00'>{err}</span>")
             return None
@@ -443,7 +444,7 @@ class DetectDock(QgsDockWidget):
         if not isinstance(layer, QgsRasterLayer):
             return [None] * count
         from ..engine.bands import resolve_bands
-        from ..engine.errors import UserError
+        from ..core.errors import UserError
 
         provider = layer.dataProvider()
         colours = [provider.colorInterpretationName(i) for i in range(1, layer.bandCount() + 1)]
@@ -479,7 +480,7 @@ class DetectDock(QgsDockWidget):
         if self.device_combo.currentText() == "cuda" and dependency_check.missing_full_packages():
             self.device_label.setText("CUDA needs torch: install it with the button below.")
             return
-        from ..engine.errors import UserError
+        from ..core.errors import UserError
 
         try:
             from ..engine.backends import describe_device
@@ -523,7 +524,7 @@ class DetectDock(QgsDockWidget):
         return self.task is not None
 
     def _extent(self, layer: QgsRasterLayer) -> Any:
-        from ..engine.errors import UserError
+        from ..core.errors import UserError
         from ..engine.extent import Extent
 
         mode = self.extent_combo.currentData()
@@ -545,8 +546,8 @@ class DetectDock(QgsDockWidget):
     def build_request(self) -> Any:
         """The DetectionRequest for the current inputs (raises UserError on bad input)."""
         from ..engine.detect import DetectionRequest
-        from ..engine.errors import UserError
-        from ..processing_provider.detect_algorithm import raster_file_path
+        from ..core.errors import UserError
+        from ..qgis_common.layer_adapters import raster_file_path
         from qgis.core import QgsProcessingException
 
         layer = self.raster_combo.currentLayer()
@@ -575,7 +576,7 @@ class DetectDock(QgsDockWidget):
     def start_detection(self) -> Optional[DetectTask]:
         if self.task is not None:
             return None
-        from ..engine.errors import UserError
+        from ..core.errors import UserError
 
         try:
             request = self.build_request()
@@ -590,7 +591,7 @@ class DetectDock(QgsDockWidget):
         if isinstance(dem, QgsRasterLayer):
             from qgis.core import QgsProcessingException
 
-            from ..processing_provider.detect_algorithm import raster_file_path
+            from ..qgis_common.layer_adapters import raster_file_path
 
             try:
                 dem_path = raster_file_path(dem)

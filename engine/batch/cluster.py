@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..backends import THREADS_ENV
-from ..errors import UserError
+from ...core.errors import UserError
 
 MEMORY_PER_WORKER_BYTES = 4 * 1024**3  # a detection peaks at 2-3 GB on large scenes (BENCHMARKS.md)
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?/?$")

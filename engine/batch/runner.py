@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import Cancelled, UserError
-from ..progress import Progress
+from ...core.errors import Cancelled, UserError
+from ...core.progress import Progress
 from .merge import MergeSummary, merge_inventory
 from .scenes import Scene, collect_scenes
 from .worker import PARTIAL_MARK, DetectionSettings, SceneTask, detect_scene, one_line, probability_file, scene_file
@@ -152,7 +152,7 @@ def _exclusive(work: Path) -> Iterator[None]:
 
 def _settings(request: BatchRequest) -> Dict[str, Any]:
     """What makes two runs' polygons comparable: the model file's content and the cut-offs."""
-    from ...model.checkpoint import bundled_checkpoint_path
+    from ...core.checkpoint import bundled_checkpoint_path
 
     checkpoint = Path(request.checkpoint_path) if request.checkpoint_path else bundled_checkpoint_path()
     if not checkpoint.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..bands import parse_band_list
-from ..errors import UserError
+from ...core.errors import UserError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc")
 LIST_SUFFIXES = (".txt", ".csv", ".lst")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from ..errors import Cancelled
-from ..progress import Progress
+from ...core.errors import Cancelled
+from ...core.progress import Progress
 from .scenes import Scene, acquisition_date
 
 SLUMP_LAYER = "thaw_slumps"   # the engine's default layer name
@@ -74,7 +74,7 @@ def outcome(task: SceneTask, status: str, reason: str = "", n_slumps: int = 0, e
 
 def one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    from ..errors import UserError
+    from ...core.errors import UserError
 
     if isinstance(err, UserError):
         return text[:300]

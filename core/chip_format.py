@@ -14,7 +14,7 @@ from typing import Iterable, List
 
 import numpy as np
 
-from ..engine.errors import UserError
+from .errors import UserError
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("image", "mask", "split", "slump_pixels", "source", "gsd")
@@ -96,7 +96,7 @@ def load_chip_folder(folder: Path, n_bands: int, band_names: Iterable[str] = ())
     import numpy as np
     import rasterio
 
-    from ..engine.scaling import valid_pixels
+    from .scaling import valid_pixels
 
     folder = Path(folder)
     records = read_manifest(folder)

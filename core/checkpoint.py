@@ -9,17 +9,20 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import hashlib
+import importlib.util
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..engine.errors import UserError
+from .errors import UserError
 
 FORMAT_NAME = "thaw-slump-mapper-checkpoint"
 FORMAT_VERSION = 1
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "thaw_slump_deeplabv3plus.pt"
+# The weights ship in model/weights/; only the path is known here (core imports no other package).
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "model" / "weights" / "thaw_slump_deeplabv3plus.pt"
+FULL_INSTALL_HINT = "install torch from the dock (Detect tab, Install...) or run `make install FULL=1`"
 
 # Architectures we build from segmentation-models-pytorch; anything else is refused on load
 # rather than executed, because the class name comes from a file a user picked.
@@ -158,15 +161,24 @@ def save_checkpoint(ckpt: Checkpoint, path: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Load and validate a checkpoint; every problem is a one-line ``UserError``."""
-    from ..engine.onnx_model import load_onnx_checkpoint, torch_available
+def torch_available() -> bool:
+    """Whether torch can be imported, without importing it (that alone takes seconds)."""
+    return importlib.util.find_spec("torch") is not None
 
+
+def require_checkpoint_file(path: Path | str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint not found: {path}. Pick an existing .pt file or leave it empty for the bundled model.")
-    if not torch_available():  # the light install: the description and graph come from <name>.onnx
-        return load_onnx_checkpoint(path)
+    return path
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Load and validate a torch checkpoint; every problem is a one-line ``UserError``.
+    Detection without torch reads the ONNX graph instead: engine.onnx_model.load_detection_checkpoint."""
+    path = require_checkpoint_file(path)
+    if not torch_available():
+        raise UserError(f"Checkpoint {path.name} needs torch to be read here; {FULL_INSTALL_HINT}.")
     import torch
 
     try:
