@@ -397,10 +397,10 @@ def _write_arts_geojson(
 
 def _default_gsd(src: "rasterio.DatasetReader", checkpoint_path: Optional[Path | str]) -> float:
     """The checkpoint's GSD when one is given (or bundled), else the image's own pixel size."""
-    from ..core.checkpoint import bundled_checkpoint_path
+    from ..core.checkpoint import checkpoint_or_bundled
     from ..engine.onnx_model import load_detection_checkpoint
 
-    path = Path(checkpoint_path) if checkpoint_path else bundled_checkpoint_path()
+    path = checkpoint_or_bundled(checkpoint_path)
     if path.is_file():
         return float(load_detection_checkpoint(path).gsd_m)
     if checkpoint_path:

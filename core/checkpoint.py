@@ -227,6 +227,11 @@ def bundled_checkpoint_path() -> Path:
     return BUNDLED_CHECKPOINT
 
 
+def checkpoint_or_bundled(path: Optional[Path | str]) -> Path:
+    """The checkpoint a user named, or the bundled one when the choice is left empty."""
+    return Path(path) if path else BUNDLED_CHECKPOINT
+
+
 def _validate(payload: Dict[str, Any], where: str) -> None:
     def fail(what: str) -> None:
         raise UserError(f"Checkpoint {where}: {what}; pick a checkpoint saved by this plugin (or re-save it with `train`).")

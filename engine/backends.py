@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_name
 from ..core.errors import UserError
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
 BatchPredictor = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N, H, W) probability
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 # Threads one detection may use on the CPU. Unset: all cores. A batch running several
 # detections side by side on one machine sets it so they share the cores instead of
 # oversubscribing them (engine/batch).
@@ -40,28 +40,6 @@ class Predictor:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)
-
-
-def cuda_name() -> Optional[str]:
-    """The first CUDA GPU's name, or None without one (or without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.get_device_name(0)
-
-
-def describe_device(device: str = "auto") -> str:
-    """What 'auto' (or an explicit choice) runs on: 'CUDA: <GPU name>' or 'CPU'."""
-    if device.startswith("cuda") or device == "auto":
-        name = cuda_name()
-        if name:
-            return f"CUDA: {name}"
-        if device.startswith("cuda"):
-            return "CUDA requested, but no CUDA GPU is available"
-    return "CPU"
 
 
 def detection_threads() -> int:
@@ -90,15 +68,13 @@ def make_predictor(
     if (precision or "auto").lower() not in PRECISION_CHOICES:
         raise UserError(f"Unknown precision {precision!r}; use auto, fp32 or int8.")
     precision = resolve_precision(precision)
-    device = (device or "auto").lower()
+    device = check_device(device)
     backend = (backend or "auto").lower()
-    if not (device in DEVICE_CHOICES or device.startswith("cuda:")):
-        raise UserError(f"Unknown device {device!r}; use auto, cpu or cuda.")
     if backend not in BACKEND_CHOICES:
         raise UserError(f"Unknown backend {backend!r}; use auto, onnxruntime or torch.")
     gpu = cuda_name()
     if device.startswith("cuda") and gpu is None:
-        raise UserError("CUDA was requested but no CUDA GPU is available; use device auto or cpu.")
+        raise UserError(NO_CUDA_MESSAGE)
     if gpu is not None and device != "cpu" and backend != "onnxruntime":
         return _torch_predictor(ckpt, device if device.startswith("cuda") else "cuda", f"CUDA: {gpu}")
     if backend in ("auto", "onnxruntime"):

@@ -19,7 +19,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 import shapely
 
-from ..core.checkpoint import bundled_checkpoint_path
+from ..core.checkpoint import checkpoint_or_bundled
 from .onnx_model import load_detection_checkpoint
 from .backends import make_predictor
 from .bands import choose_bands
@@ -141,7 +141,7 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
     _check_settings(request)
     outputs = _check_outputs(request)
     with open_raster(request.input_path) as src:  # the input is checked first: the cheapest mistake to report
-        ckpt = load_detection_checkpoint(request.checkpoint_path or bundled_checkpoint_path())
+        ckpt = load_detection_checkpoint(checkpoint_or_bundled(request.checkpoint_path))
         threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
         if not 0.0 < threshold < 1.0:
             raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")

@@ -19,12 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.devices import resolve_device
 from ..core.errors import Cancelled, UserError
 from ..engine.outline_cleanup import NO_CLEANUP, CleanupSettings, clean_outlines
 from ..core.progress import Progress
 from ..core.scaling import default_scaling
 from .augment import AugmentSettings, normalise, pad_to, render_chip, training_sample
-from ..core.checkpoint import Checkpoint, build_network, bundled_checkpoint_path, load_checkpoint, new_checkpoint, save_checkpoint
+from ..core.checkpoint import Checkpoint, build_network, bundled_checkpoint_path, checkpoint_or_bundled, load_checkpoint, new_checkpoint, save_checkpoint
 from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from .batch_prefetch import BatchPrefetcher
 from .fine_tune_defaults import (
@@ -89,7 +90,7 @@ def fine_tune_settings(**overrides: Any) -> TrainSettings:
                                 colour_jitter=0.1, noise_std=0.01, nodata_prob=0.05, mosaic_prob=0.0, flips=True),
     )
     device = overrides.get("device") or "auto"
-    if pick_device(device).startswith("cuda"):
+    if resolve_device(device).startswith("cuda"):
         base.batch_size, base.learning_rate, base.epochs = FINE_TUNE_BATCH_CUDA, 2 * FINE_TUNE_LEARNING_RATE, 150
         base.max_minutes = FINE_TUNE_MINUTES_CUDA
     for key, value in overrides.items():
@@ -119,17 +120,6 @@ class TrainResult:
     elapsed_s: float
     n_train: int
     n_val: int
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("CUDA was requested but no CUDA GPU is available; use device auto or cpu.")
-    return device
 
 
 def imagenet_checkpoint(bands: Sequence[str] = tuple(RGB), gsd_m: float = 3.0) -> Checkpoint:
@@ -337,7 +327,7 @@ def fit(
     torch.set_num_threads(settings.threads or max(1, min(2, os.cpu_count() or 1)))
     _seed_everything(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    device = pick_device(settings.device)
+    device = resolve_device(settings.device)
     precision = choose_precision(device, settings.precision)
     loss_fn = loss_function(settings.loss)
     scaling = base.scaling
@@ -573,7 +563,7 @@ def train_model(
         base = imagenet_checkpoint(bands=chip_band_names(chip_folders[0]))
         parent = base.provenance["parent"]
     else:
-        base_path = Path(base_checkpoint) if base_checkpoint else bundled_checkpoint_path()
+        base_path = checkpoint_or_bundled(base_checkpoint)
         base = load_checkpoint(base_path)
         parent = f"{base.name} v{base.version} ({base_path.name}, fingerprint {base.fingerprint()})"
     chips = load_training_chips(chip_folders, base, progress.sub(0.0, 0.03))

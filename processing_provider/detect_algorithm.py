@@ -26,6 +26,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.checkpoint import bundled_checkpoint_path
+from ..core.devices import DEVICE_CHOICES
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -40,7 +42,6 @@ from .algorithm_base import (
 )
 from ..qgis_common.layer_adapters import qgis_attribute, qgis_fields, qgis_geometry
 
-DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_LAYER_NAME = "thaw_slumps"  # engine.detect.DEFAULT_LAYER, without importing the engine here
 
 
@@ -49,13 +50,6 @@ def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:
 
     with open_raster(path) as src:  # refuses unreadable rasters and rasters without a CRS in one line
         return QgsCoordinateReferenceSystem.fromWkt(src.crs.to_wkt())
-
-
-def bundled_checkpoint() -> str:
-    # model/checkpoint.py imports torch only inside functions, so this is cheap.
-    from ..core.checkpoint import bundled_checkpoint_path
-
-    return str(bundled_checkpoint_path())
 
 
 class DetectAlgorithm(ThawSlumpAlgorithm):
@@ -94,7 +88,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
                 "Checkpoint (.pt; the bundled model by default)",
                 behavior=QgsProcessingParameterFile.File,
                 extension="pt",
-                defaultValue=bundled_checkpoint(),
+                defaultValue=str(bundled_checkpoint_path()),
                 optional=True,
             )
         )
@@ -113,7 +107,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
                 self.MIN_AREA, "Minimum slump area in m2 (empty: the checkpoint's)", QgsProcessingParameterNumber.Double, optional=True, minValue=0.0
             )
         )
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICE_CHOICES), defaultValue=0))
         self.addParameter(
             QgsProcessingParameterFeatureSink(self.OUTPUT, "Thaw slumps", QgsProcessing.TypeVectorPolygon)
         )
@@ -132,7 +126,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, raster_crs)
         checkpoint_text = self.parameterAsFile(parameters, self.CHECKPOINT, context)
-        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        device = DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         probability_path = None
         if parameters.get(self.PROBABILITY) not in (None, ""):
             probability_path = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context) or None

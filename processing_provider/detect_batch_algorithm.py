@@ -22,7 +22,8 @@ from qgis.core import (
 )
 
 from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
-from .detect_algorithm import DEVICES, bundled_checkpoint
+from ..core.checkpoint import bundled_checkpoint_path
+from ..core.devices import DEVICE_CHOICES
 
 
 class DetectBatchAlgorithm(ThawSlumpAlgorithm):
@@ -63,7 +64,7 @@ class DetectBatchAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CHECKPOINT, "Checkpoint (.pt; the bundled model by default)", behavior=QgsProcessingParameterFile.File,
-                extension="pt", defaultValue=bundled_checkpoint(), optional=True,
+                extension="pt", defaultValue=str(bundled_checkpoint_path()), optional=True,
             )
         )
         self.addParameter(QgsProcessingParameterString(
@@ -75,7 +76,7 @@ class DetectBatchAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum slump area in m2 (empty: the checkpoint's)", QgsProcessingParameterNumber.Double,
             optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICE_CHOICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             self.SCHEDULER, "Dask scheduler tcp://host:port (empty: a LocalCluster on this machine)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
@@ -100,7 +101,7 @@ class DetectBatchAlgorithm(ThawSlumpAlgorithm):
         options = dict(
             threshold=self._optional_number(parameters, self.THRESHOLD, context),
             min_area_m2=self._optional_number(parameters, self.MIN_AREA, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            device=DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             scheduler=self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None,
             workers=workers or None, overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context),
         )

@@ -18,14 +18,9 @@ from qgis.core import (
 )
 
 from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
+from ..core.checkpoint import bundled_checkpoint_path
 from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 from .algorithm_base import OVERWRITE, add_overwrite_parameter  # the output rule (docs/OUTPUTS.md)
-
-
-def _bundled_checkpoint() -> str:
-    from ..core.checkpoint import bundled_checkpoint_path
-
-    return str(bundled_checkpoint_path())
 
 
 def split_folder_list(text: str) -> List[Path]:
@@ -66,7 +61,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.BASE, "Base checkpoint (.pt; the bundled model by default)", behavior=QgsProcessingParameterFile.File,
-                extension="pt", defaultValue=_bundled_checkpoint(), optional=True,
+                extension="pt", defaultValue=str(bundled_checkpoint_path()), optional=True,
             )
         )
         self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=FINE_TUNE_EPOCHS, minValue=1))

@@ -166,7 +166,7 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from thaw_slump_mapper.engine.backends import cuda_name
+    from thaw_slump_mapper.core.devices import cuda_name
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 
     checkpoint = args.checkpoint or bundled_checkpoint_path()

@@ -49,6 +49,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..core.devices import DEVICE_CHOICES
 from . import dependency_check
 from .detect_task import DetectTask
 from .layer_styles import save_style_in_geopackage, style_probability_layer, style_slump_layer
@@ -57,7 +58,6 @@ SETTINGS_PREFIX = "thaw_slump_mapper/dock/"
 LOG_TAG = "Thaw Slump Mapper"
 EXTENT_WHOLE, EXTENT_CANVAS, EXTENT_SELECTED = "whole", "canvas", "selected"
 EXTENT_MODES = ((EXTENT_WHOLE, "Whole layer"), (EXTENT_CANVAS, "Current map canvas"), (EXTENT_SELECTED, "Selected polygons of a layer"))
-DEVICES = ("auto", "cpu", "cuda")
 MAX_LOG_LINES = 300
 
 
@@ -177,7 +177,7 @@ class DetectDock(QgsDockWidget):
 
         device_row = QHBoxLayout()
         self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo.addItems(DEVICE_CHOICES)
         self.device_label = QLabel()
         device_row.addWidget(self.device_combo)
         device_row.addWidget(self.device_label, 1)
@@ -392,10 +392,10 @@ class DetectDock(QgsDockWidget):
 
     def _load_checkpoint(self, path_text: str) -> Any:
         from ..core.errors import UserError
-        from ..core.checkpoint import bundled_checkpoint_path
+        from ..core.checkpoint import checkpoint_or_bundled
         from ..engine.onnx_model import load_detection_checkpoint
 
-        path = Path(path_text) if path_text else bundled_checkpoint_path()
+        path = checkpoint_or_bundled(path_text)
         try:
             return load_detection_checkpoint(path)
         except UserError as err:
@@ -483,7 +483,7 @@ class DetectDock(QgsDockWidget):
         from ..core.errors import UserError
 
         try:
-            from ..engine.backends import describe_device
+            from ..core.devices import describe_device
 
             self.device_label.setText(describe_device(self.device_combo.currentText()))
         except (UserError, ImportError) as err:

@@ -152,9 +152,9 @@ def _exclusive(work: Path) -> Iterator[None]:
 
 def _settings(request: BatchRequest) -> Dict[str, Any]:
     """What makes two runs' polygons comparable: the model file's content and the cut-offs."""
-    from ...core.checkpoint import bundled_checkpoint_path
+    from ...core.checkpoint import checkpoint_or_bundled
 
-    checkpoint = Path(request.checkpoint_path) if request.checkpoint_path else bundled_checkpoint_path()
+    checkpoint = checkpoint_or_bundled(request.checkpoint_path)
     if not checkpoint.is_file():
         raise UserError(f"Checkpoint not found: {checkpoint}.")
     return {"checkpoint_sha1": _file_hash(checkpoint, "sha1"), "threshold": request.threshold, "min_area_m2": request.min_area_m2}
