@@ -35,6 +35,7 @@ from shapely.geometry.base import BaseGeometry
 from ..core.errors import UserError
 from ..core.progress import Progress
 from ..core.scaling import valid_pixels
+from ..engine.raster_source import open_raster
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 from ..core.chip_format import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from . import review
@@ -446,15 +447,9 @@ def export_labels(
         raise UserError("buffer_m and negatives_per_positive must be >= 0 and val_fraction in [0, 1).")
     if (output_folder / MANIFEST_NAME).exists() and not overwrite:
         raise UserError(f"{output_folder} already holds a chip export; choose an empty folder or ask to overwrite.")
-    try:
-        src = rasterio.open(image_path)
-    except rasterio.errors.RasterioIOError:
-        raise UserError(f"Cannot read {image_path.name} as a raster; pick a GeoTIFF or another GDAL raster.") from None
-    with src:
-        if src.crs is None:
-            raise UserError(f"{image_path.name} has no coordinate reference system; assign one (e.g. in QGIS) and try again.")
-        if src.transform.b != 0 or src.transform.d != 0 or src.transform.e >= 0:
-            raise UserError(f"{image_path.name} is rotated or flipped; warp it to a north-up grid first (gdalwarp).")
+    with open_raster(image_path, role="Image") as src:
+        if src.transform.e >= 0:
+            raise UserError(f"{image_path.name} is flipped (rows run south to north); warp it to a north-up grid first (gdalwarp).")
         if bands is None:
             bands = [1, 2, 3] if src.count >= 3 else list(range(1, src.count + 1))
         if any(b < 1 or b > src.count for b in bands):

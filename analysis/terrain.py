@@ -35,12 +35,12 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ..core.errors import UserError
 from ..engine.measures import metres_per_unit
+from ..engine.raster_source import open_raster
 
 TPI_RADIUS_M = 100.0
 
@@ -82,15 +82,8 @@ def utm_crs_for(lon: float, lat: float) -> CRS:
 def open_metric_dem(dem_path: "Path | str") -> Iterator[MetricDem]:
     """The DEM on a metric grid (see the module docstring for the choices)."""
     dem_path = Path(dem_path)
-    if not dem_path.exists():
-        raise UserError(f"DEM not found: {dem_path}; give an existing elevation raster.")
+    src = open_raster(dem_path, role="DEM", north_up=False)
     try:
-        src = rasterio.open(dem_path)
-    except RasterioIOError:
-        raise UserError(f"Cannot read {dem_path.name} as a raster; give a GeoTIFF or another GDAL elevation raster.") from None
-    try:
-        if src.crs is None:
-            raise UserError(f"{dem_path.name} has no coordinate reference system; assign one (e.g. in QGIS) and retry.")
         if src.crs.is_geographic:
             yield _warped_to_utm(src)
         else:

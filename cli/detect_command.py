@@ -43,7 +43,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.detect import DEFAULT_LAYER, DetectionRequest, run_detection
+    from ..core.file_names import DEFAULT_LAYER
+    from ..engine.detect import DetectionRequest, run_detection
 
     request = DetectionRequest(
         input_path=args.input, output_path=args.output, probability_path=args.probability,

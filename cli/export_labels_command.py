@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engine.bands import parse_band_list
 from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
-
-
-def _bands(text: str):
-    from ..core.errors import UserError
-
-    try:
-        return [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise UserError(f"--bands must be comma-separated band numbers like 1,2,3; got {text!r}.") from None
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
@@ -31,7 +23,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--chip-size", type=int, default=256, help="smallest chip side in pixels (default 256)")
     p.add_argument("--buffer", type=float, default=300.0, help="metres of context around each slump (paper: 300)")
     p.add_argument("--negatives-per-positive", type=float, default=1.0, help="random background chips per positive chip")
-    p.add_argument("--bands", type=_bands, default=None, help="1-based image bands to copy, e.g. 1,2,3 (default first three)")
+    p.add_argument("--bands", type=parse_band_list, default=None, help="1-based image bands to copy, e.g. 1,2,3 (default first three)")
     p.add_argument("--creator-lab", default="", help="CreatorLab written into the ARTS GeoJSON")
     p.add_argument("--base-map-source", default=None, help="BaseMapSource (default: the image file name)")
     p.add_argument("--base-map-date", default="", help="BaseMapDate, e.g. 2021-07-15")

@@ -5,7 +5,6 @@ Every front end (dock, Processing, command line) calls ``run_detection``.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from rasterio.windows import Window
 import shapely
 
 from ..core.checkpoint import checkpoint_or_bundled
+from ..core.file_names import DEFAULT_LAYER, probability_path
 from .onnx_model import load_detection_checkpoint
 from .backends import make_predictor
 from .bands import choose_bands
@@ -38,7 +38,6 @@ from .tta import TTA_CHOICES, with_tta
 from .vector_io import PolygonFeature, StagedLayer
 from .vectorize import StripVectorizer
 
-DEFAULT_LAYER = "thaw_slumps"
 VECTORIZE_PIXELS_PER_STRIP = 8_000_000  # bounds the strip arrays (labels, scores) to ~100 MB
 # Field names shared with morphometry and review (docs/ARCHITECTURE.md).
 DETECTION_SCHEMA = {
@@ -94,16 +93,6 @@ class DetectionResult:
     trained_model: bool = True
     pixels: int = 0
     log: List[str] = field(default_factory=list)
-
-
-def default_probability_path(output_path: Path, layer_name: str = DEFAULT_LAYER) -> Path:
-    """``<stem>_probability.tif`` for the default layer, ``<stem>_<layer>_probability.tif`` for any
-    other, so two layers of one GeoPackage never share (or overwrite) one probability raster."""
-    output_path = Path(output_path)
-    if layer_name == DEFAULT_LAYER:
-        return output_path.with_name(output_path.stem + "_probability.tif")
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("._") or "layer"
-    return output_path.with_name(f"{output_path.stem}_{safe}_probability.tif")
 
 
 @dataclass
@@ -265,7 +254,7 @@ def _check_outputs(request: DetectionRequest) -> _Outputs:
             field_names=list(DETECTION_SCHEMA),
         )
     probability = request.probability_path or (
-        default_probability_path(Path(request.output_path), request.layer_name) if request.output_path else None
+        probability_path(Path(request.output_path), request.layer_name) if request.output_path else None
     )
     if probability is not None:
         probability = check_file_output(

@@ -29,22 +29,29 @@ RESAMPLE_TOLERANCE = 0.05
 STATS_SAMPLE_SIDE = 1024
 
 
-def open_raster(path: Path | str) -> rasterio.DatasetReader:
-    """Open a raster for reading; refuse what detection cannot use, in one line."""
+def open_raster(path: Path | str, role: str = "Input raster", north_up: bool = True) -> rasterio.DatasetReader:
+    """Open a raster for reading; refuse what the analysis cannot use, in one line. The one
+    opener of the image, the DEM and label-export rasters, so all say the same. ``role`` names
+    the raster in the not-found message; ``north_up=False`` leaves rotated grids to the caller
+    (a geographic DEM is warped anyway)."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"Input raster not found: {path}.")
+        raise UserError(f"{role} not found: {path}.")
     try:
         src = rasterio.open(path)
     except RasterioIOError:
         raise UserError(f"{path.name} is not a raster GDAL can read; give a GeoTIFF or another raster file.") from None
     if src.crs is None:
         src.close()
-        raise UserError(f"{path.name} has no coordinate reference system; assign one (e.g. with gdal_edit.py -a_srs) and try again.")
-    if src.transform.b != 0 or src.transform.d != 0:
+        raise UserError(f"{path.name} has no coordinate reference system; assign one (e.g. in QGIS or with gdal_edit.py -a_srs) and try again.")
+    if north_up and not is_north_up(src.transform):
         src.close()
         raise UserError(f"{path.name} is rotated; warp it to a north-up grid (gdalwarp) first.")
     return src
+
+
+def is_north_up(transform: Affine) -> bool:
+    return transform.b == 0 and transform.d == 0
 
 
 def ground_sample_distance(src: rasterio.DatasetReader) -> float:

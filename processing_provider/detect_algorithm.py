@@ -28,6 +28,7 @@ from qgis.core import (
 
 from ..core.checkpoint import bundled_checkpoint_path
 from ..core.devices import DEVICE_CHOICES
+from ..core.file_names import DEFAULT_LAYER
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -42,7 +43,6 @@ from .algorithm_base import (
 )
 from ..qgis_common.layer_adapters import qgis_attribute, qgis_fields, qgis_geometry
 
-DEFAULT_LAYER_NAME = "thaw_slumps"  # engine.detect.DEFAULT_LAYER, without importing the engine here
 
 
 def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:
@@ -138,7 +138,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
 
         def detect():
             from ..engine.bands import parse_band_list
-            from ..engine.detect import DEFAULT_LAYER, DetectionRequest, run_detection
+            from ..engine.detect import DetectionRequest, run_detection
             from ..engine.extent import Extent
 
             # A file output is written by the engine itself: checked before inference, staged,
@@ -170,7 +170,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         else:
             fields = qgis_fields(dict(DETECTION_SCHEMA))
             result_crs = QgsCoordinateReferenceSystem.fromWkt(result.crs_wkt) if result.crs_wkt else raster_crs
-            outputs[self.OUTPUT] = SafeVectorOutput(self, parameters, self.OUTPUT, context, DEFAULT_LAYER_NAME).write(
+            outputs[self.OUTPUT] = SafeVectorOutput(self, parameters, self.OUTPUT, context, DEFAULT_LAYER).write(
                 fields, QgsWkbTypes.MultiPolygon, result_crs, self._features(result, fields), feedback
             )
         feedback.pushInfo(f"Device: {result.device_name} ({result.backend})")

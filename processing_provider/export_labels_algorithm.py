@@ -91,10 +91,9 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         labels_path, labels_layer = vector_layer_file(labels, feedback)
         output = self.parameterAsString(parameters, self.OUTPUT, context)
         bands_text = self.parameterAsString(parameters, self.BANDS, context) or ""
-        try:
-            bands = [int(b) for b in bands_text.split(",") if b.strip()] or None
-        except ValueError:
-            raise QgsProcessingException(f"Bands must be comma-separated numbers like 1,2,3; got {bands_text!r}.") from None
+        from ..engine.bands import parse_band_list
+
+        bands = call_engine(feedback, lambda: parse_band_list(bands_text))
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         progress = feedback_progress(feedback)

@@ -10,7 +10,8 @@ from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsSettings, QgsVectorLa
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImage
 
-from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock, next_free_output, probability_path_for
+from thaw_slump_mapper.core.file_names import probability_path
+from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock, next_free_output
 
 from .plugin_helpers import chip_layer
 
@@ -67,7 +68,7 @@ def test_default_output_never_overwrites(tmp_path):
     first.write_bytes(b"")
     second = next_free_output(tmp_path, "thaw_slumps_chip")
     assert second.name == "thaw_slumps_chip_002.gpkg"
-    probability_path_for(second).write_bytes(b"")  # a leftover raster also blocks a name
+    probability_path(second).write_bytes(b"")  # a leftover raster also blocks a name
     assert next_free_output(tmp_path, "thaw_slumps_chip").name == "thaw_slumps_chip_003.gpkg"
 
 
@@ -81,7 +82,7 @@ def test_dock_run_adds_styled_layers_in_a_group(dock, qgis_iface, chip_paths, ti
         assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
     outcome = finished.args[0]
     assert outcome.error is None and not outcome.cancelled, outcome.error
-    assert output.is_file() and probability_path_for(output).is_file()
+    assert output.is_file() and probability_path(output).is_file()
 
     group = QgsProject.instance().layerTreeRoot().findGroup("chip_a")
     assert group is not None

@@ -50,6 +50,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core.devices import DEVICE_CHOICES
+from ..core.file_names import probability_path
 from . import dependency_check
 from .detect_task import DetectTask
 from .layer_styles import save_style_in_geopackage, style_probability_layer, style_slump_layer
@@ -78,13 +79,9 @@ def next_free_output(folder: Path, stem: str) -> Path:
     """<folder>/<stem>_001.gpkg, _002, ...: the first whose GeoPackage and raster are both free."""
     for number in range(1, 10000):
         candidate = folder / f"{stem}_{number:03d}.gpkg"
-        if not candidate.exists() and not probability_path_for(candidate).exists():
+        if not candidate.exists() and not probability_path(candidate).exists():
             return candidate
     raise RuntimeError(f"No free output name left in {folder}")
-
-
-def probability_path_for(gpkg: Path) -> Path:
-    return gpkg.with_name(gpkg.stem + "_probability.tif")
 
 
 class DetectDock(QgsDockWidget):
@@ -564,7 +561,7 @@ class DetectDock(QgsDockWidget):
         return DetectionRequest(
             input_path=Path(input_path),
             output_path=output,
-            probability_path=probability_path_for(output),
+            probability_path=probability_path(output),
             checkpoint_path=Path(self.checkpoint.path) if self.checkpoint.path else None,
             bands=self.selected_bands(),
             extent=self._extent(layer),

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ...core.errors import Cancelled
+from ...core.file_names import DEFAULT_LAYER, probability_path
 from ...core.progress import Progress
 from .scenes import Scene, acquisition_date
 
-SLUMP_LAYER = "thaw_slumps"   # the engine's default layer name
+SLUMP_LAYER = DEFAULT_LAYER
 SCENE_LAYER = "scene"
 PARTIAL_MARK = ".partial-"
 SCENE_SCHEMA = {
@@ -55,7 +56,7 @@ def scene_file(work_dir: Path | str, key: str) -> Path:
 
 
 def probability_file(work_dir: Path | str, key: str) -> Path:
-    return Path(work_dir) / f"{key}_probability.tif"
+    return probability_path(scene_file(work_dir, key))
 
 
 def worker_label() -> str:
