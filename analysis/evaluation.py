@@ -34,6 +34,7 @@ from ..core.errors import UserError
 from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
 from ..core.progress import Progress
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
+from .review import is_negative_label
 
 # The paper's sweep: 1.0 down to 0 in steps of 0.04 (26 thresholds).
 PAPER_SWEEP_STEP = 0.04
@@ -294,11 +295,6 @@ def _repair(features: List[PolygonFeature]) -> Tuple[List[Tuple[int, PolygonFeat
     return out, repaired
 
 
-def _is_negative(properties: Dict[str, Any]) -> bool:
-    # ARTS layers mark non-slump training areas with TrainClass=Negative; they are not slumps.
-    return str(properties.get("TrainClass") or "").strip().lower() == "negative"
-
-
 def _number_or_none(value: Any) -> Optional[float]:
     try:
         number = float(value)
@@ -338,7 +334,7 @@ def evaluate_layers(
         raise UserError(f"{missing} has no coordinate reference system; assign one (e.g. in QGIS) and try again.")
     det_numbered, det_repaired = _repair(det_src.features)
     ref_all, ref_repaired = _repair(ref_src.features)
-    ref_numbered = [(pos, f) for pos, f in ref_all if not _is_negative(f.properties)]
+    ref_numbered = [(pos, f) for pos, f in ref_all if not is_negative_label(f.properties)]
     n_negative = len(ref_all) - len(ref_numbered)
     if det_src.crs_wkt and ref_src.crs_wkt:
         # Reprojection can fold a thin sliver over itself, so repair again afterwards.

@@ -35,6 +35,7 @@ from shapely.geometry.base import BaseGeometry
 from ..core.errors import UserError
 from ..core.progress import Progress
 from ..core.scaling import valid_pixels
+from ..core.union_find import UnionFind
 from ..engine.raster_source import open_raster
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
 from ..core.chip_format import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
@@ -104,8 +105,7 @@ def label_class(properties: Dict[str, Any], has_review: bool, has_train_class: b
     if has_review:
         return review.training_class(properties.get(review.REVIEW_FIELD), unreviewed=unreviewed)
     if has_train_class:
-        value = str(properties.get("TrainClass") or "").strip().lower()
-        return review.NEGATIVE if value == "negative" else review.POSITIVE
+        return review.NEGATIVE if review.is_negative_label(properties) else review.POSITIVE
     return review.POSITIVE
 
 
@@ -119,7 +119,7 @@ def read_labels(
     if not layer.crs_wkt:
         raise UserError(f"{name} has no coordinate reference system; assign one (e.g. in QGIS) and try again.")
     has_review = review.REVIEW_FIELD in layer.schema
-    has_train_class = "TrainClass" in layer.schema
+    has_train_class = review.TRAIN_CLASS_FIELD in layer.schema
     labels = []
     for f in layer.features:
         geom = reproject_geometry(f.geometry, layer.crs_wkt, image_crs_wkt)
@@ -287,34 +287,21 @@ def assign_spatial_split(
     least ``val_fraction`` of the chips, always leaving train at least one group.
     """
     n = len(plans)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        parent[find(i)] = find(j)
-
+    sets = UnionFind(range(n))
     footprints = np.asarray([box(*p.bounds) for p in plans], dtype=object)
     if n:
         a, b = shapely.STRtree(footprints).query(footprints, predicate="intersects")
         for i, j in zip(a, b):
-            union(int(i), int(j))
+            sets.union(int(i), int(j))
     by_block: Dict[Tuple[int, int], int] = {}
     for i, p in enumerate(plans):
         cx, cy = (p.bounds[0] + p.bounds[2]) / 2.0, (p.bounds[1] + p.bounds[3]) / 2.0
         key = (math.floor(cx / block_size_m), math.floor(cy / block_size_m))
         if key in by_block:
-            union(i, by_block[key])
+            sets.union(i, by_block[key])
         else:
             by_block[key] = i
-    groups: Dict[int, List[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    order = list(groups.values())
+    order = list(sets.groups(range(n)).values())
     order.sort(key=lambda g: min(g))  # deterministic before shuffling
     rng.shuffle(order)
     warnings = []

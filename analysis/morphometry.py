@@ -18,7 +18,7 @@ import math
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -387,6 +387,18 @@ def _horizon_means(members, cells, shift, z_big, slope, aspect, table, dem, resu
 
 
 # --- file in, file out ------------------------------------------------------------------
+def kept_input_fields(names: Iterable[str]) -> List[str]:
+    """The input fields a morphometry output keeps: all but those it computes again (so
+    detection's area_m2/perimeter_m are replaced by identical new values, never doubled)."""
+    return [name for name in names if name not in MORPHOMETRY_FIELDS]
+
+
+def merged_fields(inputs: Mapping[str, Any], computed: Mapping[str, Any]) -> Dict[str, Any]:
+    """Input fields (or values) kept, then the computed ones: the one merge rule for the
+    file writer here and the Processing algorithm's feature sink."""
+    return {**{name: inputs[name] for name in kept_input_fields(inputs)}, **computed}
+
+
 def compute_morphometry(
     input_path: "Path | str",
     output_path: "Path | str",
@@ -411,12 +423,8 @@ def compute_morphometry(
         [f.geometry for f in layer.features], layer.crs_wkt, dem_path, progress.sub(0.0, 0.95),
         solar_radiation=solar_radiation, solar_settings=solar_settings,
     )
-    schema = {k: v for k, v in layer.schema.items() if k not in MORPHOMETRY_FIELDS}
-    schema.update(MORPHOMETRY_FIELDS)
-    features = [
-        PolygonFeature(f.geometry, {**{k: v for k, v in f.properties.items() if k not in MORPHOMETRY_FIELDS}, **record})
-        for f, record in zip(layer.features, records)
-    ]
+    schema = merged_fields(layer.schema, MORPHOMETRY_FIELDS)
+    features = [PolygonFeature(f.geometry, merged_fields(f.properties, record)) for f, record in zip(layer.features, records)]
     out = write_polygons(output_path, output_layer, features, layer.crs_wkt, schema, overwrite=overwrite)
     progress.report(1.0, "written")
     return out

@@ -11,7 +11,7 @@ These rules hold no QGIS code; ``ui/review_tracker.py`` and ``ui/review_panel.py
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 UNREVIEWED, CONFIRMED, EDITED, ADDED, REJECTED = "unreviewed", "confirmed", "edited", "added", "rejected"
 REVIEW_STATES = (UNREVIEWED, CONFIRMED, EDITED, ADDED, REJECTED)
@@ -25,6 +25,13 @@ ORIGINAL_FIELDS = (ORIG_SCORE_FIELD, ORIG_WKT_FIELD)
 
 # What each state means for training labels.
 POSITIVE, NEGATIVE, IGNORE = "positive", "negative", "ignore"
+# ARTS layers mark non-slump training areas with TrainClass=Negative.
+TRAIN_CLASS_FIELD = "TrainClass"
+
+
+def is_negative_label(properties: Dict[str, Any]) -> bool:
+    """An ARTS polygon marked TrainClass=Negative: a non-slump area, never a slump."""
+    return str(properties.get(TRAIN_CLASS_FIELD) or "").strip().lower() == "negative"
 
 
 def normalise_state(value: Any) -> str:

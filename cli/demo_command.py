@@ -24,19 +24,15 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.detect import DetectionRequest, run_detection
+    from ..engine.detect import DetectionRequest, count_and_area, run_detection
     from ..engine.preview import write_preview
     from ..engine.vector_io import read_polygons
-    from ..core.checkpoint import bundled_checkpoint_path
 
     out_dir: Path = args.output_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     gpkg = out_dir / "demo_slumps.gpkg"
     # The demo's own output is replaced on every run; user outputs never are (see detect).
-    checkpoint = args.checkpoint
-    if checkpoint is None and not bundled_checkpoint_path().is_file():
-        checkpoint = _untrained_checkpoint(out_dir / "untrained_deeplabv3plus.pt")
-    request = DetectionRequest(input_path=DEMO_SCENE, output_path=gpkg, checkpoint_path=checkpoint, overwrite=True)
+    request = DetectionRequest(input_path=DEMO_SCENE, output_path=gpkg, checkpoint_path=args.checkpoint, overwrite=True)
     bar = TextProgressBar("demo")
     try:
         result = run_detection(request, cli_progress(bar))
@@ -45,14 +41,14 @@ def run(args: argparse.Namespace) -> int:
     reference = [f.geometry for f in read_polygons(DEMO_REFERENCE).features]
     preview = write_preview(
         DEMO_SCENE, result.features, [1, 2, 3], out_dir / "demo_preview.png",
-        title=f"{result.n_slumps} thaw slump(s), {result.total_area_m2 / 10_000:.2f} ha; dashed: {len(reference)} expert outlines\n"
+        title=f"{count_and_area(result.n_slumps, result.total_area_m2)}; dashed: {len(reference)} expert outlines\n"
               f"{result.checkpoint_summary.split(':')[0]}. {ATTRIBUTION}",
         reference=reference,
     )
     print(result.checkpoint_summary)
     if not result.trained_model:
-        print("NOTE: the model is UNTRAINED (no trained checkpoint is bundled yet); the polygons are not real detections.")
-    print(f"{result.n_slumps} slumps, {result.total_area_m2 / 10_000:.2f} ha in {result.elapsed_s:.1f} s on {result.device_name}")
+        print("NOTE: the model is UNTRAINED; the polygons are not real detections.")
+    print(result.summary())
     print(f"polygons:    {gpkg.resolve()}")
     print(f"probability: {result.probability_path.resolve()}")
     print(f"preview:     {preview.resolve()}")
@@ -82,18 +78,3 @@ def reference_summary(detected: List, reference: List) -> str:
             "on 2-3 m imagery); the preview shows the reference outlines (dashed) beside the detections."
         )
     return "\n".join(lines)
-
-
-def _untrained_checkpoint(path: Path) -> Path:
-    """Until a trained checkpoint is bundled, the demo runs an untrained DeepLabV3+ and says so."""
-    from ..core.scaling import default_scaling
-    from ..core.checkpoint import Checkpoint, build_network, new_checkpoint, save_checkpoint
-
-    if path.is_file():
-        return path
-    bands = ["red", "green", "blue"]
-    arch = {"class": "DeepLabV3Plus", "kwargs": {"encoder_name": "timm-tf_efficientnet_lite0", "in_channels": 3, "classes": 1}}
-    net = build_network(Checkpoint(arch, bands, 3.0, default_scaling(bands)), load_weights=False)
-    ckpt = new_checkpoint(net, arch, bands, 3.0, default_scaling(bands), name="untrained-deeplabv3plus",
-                          provenance={"trained": False, "training_data": [], "metrics": {}})
-    return save_checkpoint(ckpt, path)

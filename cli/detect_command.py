@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if not result.trained_model:
         print("warning: this checkpoint is UNTRAINED; its polygons are not slumps (train one with `train`).", file=sys.stderr)
-    print(f"{result.n_slumps} slumps, {result.total_area_m2 / 10_000:.2f} ha in {result.elapsed_s:.1f} s on {result.device_name}")
+    print(result.summary())
     print(f"polygons:    {result.output_path} (layer {result.layer_name})")
     print(f"probability: {result.probability_path}")
     return 0

@@ -33,7 +33,7 @@ from ..core.progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from ..core.scaling import compute_stretch
 from .stream_vectorize import VectorizingSink
-from .tiling import fit_tile_size
+from .tiling import fit_tile_and_overlap
 from .tta import TTA_CHOICES, with_tta
 from .vector_io import PolygonFeature, StagedLayer
 from .vectorize import StripVectorizer
@@ -94,6 +94,14 @@ class DetectionResult:
     pixels: int = 0
     log: List[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """The one line the CLI, Processing and the dock print when a detection ends."""
+        return f"{count_and_area(self.n_slumps, self.total_area_m2)} in {self.elapsed_s:.1f} s on {self.device_name}"
+
+
+def count_and_area(n_slumps: int, total_area_m2: float) -> str:
+    return f"{n_slumps} thaw slumps, {total_area_m2 / 10_000:.2f} ha"
+
 
 @dataclass
 class _Outputs:
@@ -145,8 +153,7 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
         progress.report(0.0, log[-1])
         extent_geom = request.extent.in_crs(src.crs) if request.extent else None
         grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
-        tile = fit_tile_size(grid.model_height, grid.model_width, ckpt.tile_size)
-        overlap = ckpt.overlap if tile == ckpt.tile_size else min(ckpt.overlap, tile // 4)
+        tile, overlap = fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
         predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
                              request.tta)
         log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
@@ -197,7 +204,7 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
             workdir.cleanup()
 
     total_area = float(sum(f.properties["area_m2"] for f in features))
-    progress.report(1.0, f"{len(features)} slumps, {total_area / 10_000:.2f} ha")
+    progress.report(1.0, count_and_area(len(features), total_area))
     return DetectionResult(
         features=features, crs_wkt=crs_wkt, output_path=Path(request.output_path) if request.output_path else None,
         layer_name=request.layer_name, probability_path=outputs.probability,

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.progress import Progress
 from ..core.scaling import Stretch, apply_scaling, compute_stretch
-from .tiling import blend_window, fit_tile_size, tile_starts
+from .tiling import blend_window, fit_tile_and_overlap, tile_starts
 
 
 class RowSource(Protocol):
@@ -146,9 +146,8 @@ def predict_array(
     if valid is None:
         valid = valid_pixels(image)
     height, width = valid.shape
-    tile = fit_tile_size(height, width, int(tile_size or ckpt.tile_size))
-    ov = int(overlap if overlap is not None else ckpt.overlap)
-    ov = min(ov, tile // 4) if tile < (tile_size or ckpt.tile_size) else ov
+    tile, ov = fit_tile_and_overlap(height, width, int(tile_size or ckpt.tile_size),
+                                    int(overlap if overlap is not None else ckpt.overlap))
     predictor = predictor or make_predictor(ckpt, device=device, backend=backend, tile_size=tile)
     stretch = compute_stretch(image, valid, ckpt.scaling)
     sink = ArraySink(height, width)

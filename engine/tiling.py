@@ -8,7 +8,7 @@ across tile borders; at the raster's outer edge the division keeps the full valu
 from __future__ import annotations
 
 import math
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -41,3 +41,10 @@ def fit_tile_size(height: int, width: int, tile: int, multiple: int = 32) -> int
     if needed >= tile:
         return tile
     return max(multiple, int(math.ceil(needed / multiple)) * multiple)
+
+
+def fit_tile_and_overlap(height: int, width: int, tile: int, overlap: int) -> Tuple[int, int]:
+    """(tile, overlap) for an image: the tile shrinks for a small image (fit_tile_size), and
+    then the overlap to at most a quarter of it, so the blend still has an inside of weight 1."""
+    fitted = fit_tile_size(height, width, tile)
+    return fitted, (overlap if fitted == tile else min(overlap, fitted // 4))

@@ -19,6 +19,8 @@ from scipy import ndimage
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from ..core.union_find import UnionFind
+
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)  # same connectivity as shapes()
 
 
@@ -50,22 +52,11 @@ class StripVectorizer:
     def __init__(self, transform: Affine, width: int) -> None:
         self.transform = transform
         self.width = width
-        self._parent: Dict[int, int] = {}
+        self._sets = UnionFind()
         self._pieces: Dict[int, _Piece] = {}
         self._previous_bottom: Optional[np.ndarray] = None  # global ids on the last row so far
         self._next_id = 1
         self._done: List[Component] = []
-
-    def _find(self, i: int) -> int:
-        while self._parent[i] != i:
-            self._parent[i] = self._parent[self._parent[i]]
-            i = self._parent[i]
-        return i
-
-    def _union(self, a: int, b: int) -> None:
-        ra, rb = self._find(a), self._find(b)
-        if ra != rb:
-            self._parent[max(ra, rb)] = min(ra, rb)
 
     def add_strip(self, row0: int, mask: np.ndarray, scores: np.ndarray) -> None:
         """``mask`` (rows, width) bool pixels to keep; ``scores`` their probabilities 0..1."""
@@ -84,16 +75,16 @@ class StripVectorizer:
                 geoms.setdefault(int(value), []).append(shape(geojson))
             for label in range(1, count + 1):
                 gid = int(global_ids[label])
-                self._parent[gid] = gid
+                self._sets.add(gid)
                 self._pieces[gid] = _Piece(geoms.get(label, []), int(counts[label]), float(sums[label]), float(maxima[label - 1]))
             if self._previous_bottom is not None:
                 top = labels[0]
                 touching = (top > 0) & (self._previous_bottom > 0)
                 for prev_gid, label in set(zip(self._previous_bottom[touching].tolist(), top[touching].tolist())):
-                    self._union(int(prev_gid), int(global_ids[label]))
+                    self._sets.union(int(prev_gid), int(global_ids[label]))
         bottom = global_ids[labels[-1]] if count else np.zeros(self.width, dtype=np.int64)
         self._previous_bottom = bottom
-        still_open = {self._find(int(g)) for g in np.unique(bottom[bottom > 0])}
+        still_open = {self._sets.find(int(g)) for g in np.unique(bottom[bottom > 0])}
         self._finalise(keep_roots=still_open)
 
     def finish(self) -> List[Component]:
@@ -103,15 +94,13 @@ class StripVectorizer:
         return done
 
     def _finalise(self, keep_roots: Set[int]) -> None:
-        groups: Dict[int, List[int]] = {}
-        for gid in self._pieces:
-            groups.setdefault(self._find(gid), []).append(gid)
+        groups = self._sets.groups(list(self._pieces))
         for root, members in groups.items():
             if root in keep_roots:
                 continue
             pieces = [self._pieces.pop(m) for m in members]
             for m in members:
-                del self._parent[m]
+                self._sets.remove(m)
             geoms = [g for p in pieces for g in p.geometries]
             geometry = geoms[0] if len(geoms) == 1 else shapely.unary_union(geoms)
             self._done.append(

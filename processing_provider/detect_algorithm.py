@@ -174,7 +174,7 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
                 fields, QgsWkbTypes.MultiPolygon, result_crs, self._features(result, fields), feedback
             )
         feedback.pushInfo(f"Device: {result.device_name} ({result.backend})")
-        feedback.pushInfo(f"{result.n_slumps} thaw slumps, {result.total_area_m2 / 10000:.2f} ha in {result.elapsed_s:.1f} s")
+        feedback.pushInfo(result.summary())
         if result.probability_path is not None and Path(result.probability_path).exists():
             outputs[self.PROBABILITY] = str(result.probability_path)
         return outputs

@@ -82,21 +82,22 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
         def compute():
             from shapely import wkb
 
-            from ..analysis.morphometry import MORPHOMETRY_FIELDS, morphometry_for_geometries
+            from ..analysis.morphometry import MORPHOMETRY_FIELDS, merged_fields, morphometry_for_geometries
             from ..engine.vector_io import require_polygons
 
             geoms = [wkb.loads(bytes(f.geometry().asWkb())) for f in features]
             require_polygons(geoms, name)
-            return MORPHOMETRY_FIELDS, morphometry_for_geometries(geoms, crs.toWkt(), dem_path, feedback_progress(feedback), solar_radiation=solar)
+            records = morphometry_for_geometries(geoms, crs.toWkt(), dem_path, feedback_progress(feedback), solar_radiation=solar)
+            return merged_fields, MORPHOMETRY_FIELDS, records
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            morphometry_fields, records = call_engine(feedback, compute)
+            merged_fields, morphometry_fields, records = call_engine(feedback, compute)
         for w in caught:
             feedback.pushWarning(str(w.message))
-        kept = [field for field in source.fields() if field.name() not in morphometry_fields]
+        input_fields = {field.name(): field for field in source.fields()}
         fields = QgsFields()
-        for field in kept + list(qgis_fields(morphometry_fields)):
+        for field in merged_fields(input_fields, dict(zip(morphometry_fields, qgis_fields(morphometry_fields)))).values():
             fields.append(field)
 
         def rows():
@@ -105,9 +106,7 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
                 geometry = feature.geometry()
                 geometry.convertToMultiType()
                 out.setGeometry(geometry)
-                for field in kept:
-                    out[field.name()] = feature[field.name()]
-                for key, value in record.items():
+                for key, value in merged_fields({n: feature[n] for n in input_fields}, record).items():
                     out[key] = qgis_attribute(value)
                 yield out
 

@@ -660,7 +660,7 @@ class DetectDock(QgsDockWidget):
         self.report_button.setEnabled(True)
         if self.review_panel is not None:
             self.review_panel.set_layer(polygons)
-        summary = f"{result.n_slumps} thaw slumps, {result.total_area_m2 / 10000:.2f} ha in total ({result.elapsed_s:.0f} s, {result.device_name})"
+        summary = result.summary()
         self.progress_bar.setValue(100)
         self.log(summary)
         self._message("Thaw slumps", summary, Qgis.Success)
