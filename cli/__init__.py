@@ -3,7 +3,6 @@ each a thin front end over engine/, model/ or analysis/ exposing ``register(subp
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import warnings
@@ -11,19 +10,35 @@ from typing import List, Optional
 
 from ..core.errors import Cancelled, UserError
 
-# subcommand module names under cli/, in the order they are listed in --help
-SUBCOMMAND_MODULES = (
-    "detect_command",
-    "demo_command",
-    "morphometry_command",
-    "report_command",
-    "evaluate_command",
-    "export_labels_command",
-    "train_command",
-    "build_chips_command",
-    "change_command",
-    "detect_batch_command",
-)
+
+def subcommand_modules() -> tuple:
+    """The subcommand modules, in the order --help lists them (imported here, not at package
+    import, so `import thaw_slump_mapper.cli` stays cheap; named, so "find usages" finds them)."""
+    from . import (
+        build_chips_command,
+        change_command,
+        demo_command,
+        detect_batch_command,
+        detect_command,
+        evaluate_command,
+        export_labels_command,
+        morphometry_command,
+        report_command,
+        train_command,
+    )
+
+    return (
+        detect_command,
+        demo_command,
+        morphometry_command,
+        report_command,
+        evaluate_command,
+        export_labels_command,
+        train_command,
+        build_chips_command,
+        change_command,
+        detect_batch_command,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Map retrogressive thaw slumps in satellite images (DeepLabv3+, Huang et al. 2020).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for module in subcommand_modules():
+        module.register(subparsers)
     return parser
 
 

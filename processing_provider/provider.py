@@ -1,4 +1,4 @@
-"""The Processing provider `thawslump`: one algorithm per module, registered from a list.
+"""The Processing provider `thawslump`: one algorithm per module, each class imported by name.
 
 Algorithm modules import only QGIS and the plugin's light modules at import time (torch and
 the engine are imported when an algorithm runs), so loading the provider stays cheap for
@@ -6,7 +6,6 @@ qgis_process.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import List, Tuple
 
@@ -15,16 +14,25 @@ from qgis.PyQt.QtGui import QIcon
 
 PROVIDER_ID = "thawslump"
 
-# (module in processing_provider/, class name)
-ALGORITHMS: Tuple[Tuple[str, str], ...] = (
-    ("detect_algorithm", "DetectAlgorithm"),
-    ("morphometry_algorithm", "MorphometryAlgorithm"),
-    ("report_algorithm", "ReportAlgorithm"),
-    ("evaluate_algorithm", "EvaluateAlgorithm"),
-    ("export_labels_algorithm", "ExportLabelsAlgorithm"),
-    ("train_algorithm", "TrainAlgorithm"),
-    ("change_algorithm", "ChangeAlgorithm"),
-    ("detect_batch_algorithm", "DetectBatchAlgorithm"),
+from .change_algorithm import ChangeAlgorithm
+from .detect_algorithm import DetectAlgorithm
+from .detect_batch_algorithm import DetectBatchAlgorithm
+from .evaluate_algorithm import EvaluateAlgorithm
+from .export_labels_algorithm import ExportLabelsAlgorithm
+from .morphometry_algorithm import MorphometryAlgorithm
+from .report_algorithm import ReportAlgorithm
+from .train_algorithm import TrainAlgorithm
+
+# In the order the toolbox lists them.
+ALGORITHMS: Tuple[type, ...] = (
+    DetectAlgorithm,
+    MorphometryAlgorithm,
+    ReportAlgorithm,
+    EvaluateAlgorithm,
+    ExportLabelsAlgorithm,
+    TrainAlgorithm,
+    ChangeAlgorithm,
+    DetectBatchAlgorithm,
 )
 
 
@@ -42,7 +50,7 @@ class ShippedModel(QgsProcessingModelAlgorithm):
 
 
 def algorithm_classes() -> List[type]:
-    return [getattr(importlib.import_module(f"{__package__}.{module}"), name) for module, name in ALGORITHMS]
+    return list(ALGORITHMS)
 
 
 class ThawSlumpProvider(QgsProcessingProvider):
