@@ -70,10 +70,6 @@ def after_reject(current: Any) -> str:
     return REJECTED
 
 
-def is_reviewed(state: Any) -> bool:
-    return normalise_state(state) != UNREVIEWED
-
-
 def training_class(state: Any, unreviewed: str = POSITIVE) -> str:
     """Training meaning of a review state: rejected -> negative, unreviewed -> ``unreviewed``
     (positive by default: exporting an unreviewed layer means trusting it; pass IGNORE to mask

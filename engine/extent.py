@@ -34,9 +34,6 @@ class Extent:
         # A reprojected box is no longer axis-aligned; keep its polygon so nothing outside is processed.
         return geom
 
-    def polygon_mask_needed(self) -> bool:
-        return not self.is_box
-
 
 def parse_bbox(text: str, crs_wkt: str = "") -> Optional[Extent]:
     """'xmin,ymin,xmax,ymax' -> Extent; '' -> None."""

@@ -77,7 +77,7 @@ def stream_predict(
                     acc[:, c:c + tile] += p * window
                     weight[:, c:c + tile] += window
                 done_tiles += len(cols)
-                progress.report((done_tiles + index * 0) / total_tiles, f"tiles {done_tiles}/{total_tiles}")
+                progress.report(done_tiles / total_tiles, f"tiles {done_tiles}/{total_tiles}")
             done_tiles += len(col_starts) - len(jobs)
             last = index == len(row_starts) - 1
             nflush = min(tile if last else stride, height - row0)

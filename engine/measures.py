@@ -6,7 +6,7 @@ area exact on the ellipsoid and distorts lengths by less than 1e-6 over a few km
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Tuple
 
 import numpy as np
 import shapely
@@ -61,6 +61,3 @@ def true_area_perimeter(geom: BaseGeometry, crs: "CRS | str | int") -> Tuple[flo
     return float(local.area), float(local.length)
 
 
-def true_areas_perimeters(geoms: Iterable[BaseGeometry], crs: "CRS | str | int") -> List[Tuple[float, float]]:
-    crs = crs_from_any(crs)
-    return [true_area_perimeter(g, crs) for g in geoms]

@@ -91,27 +91,20 @@ class DetectTask(QgsTask):
         return False
 
     def _morphometry(self, progress: Any) -> str:
-        """Hook: add the morphometry fields to the detections when a DEM was chosen.
-
-        analysis/morphometry.py is written in another issue; until it exists the detection
-        is kept as it is and the log says why.
-        """
-        try:
-            from ..analysis import morphometry
-        except ImportError:
-            return "Morphometry skipped: analysis.morphometry is not available in this version."
-        compute = getattr(morphometry, "compute_morphometry", None)
-        result = self.outcome.result
-        if compute is None or result is None or result.output_path is None:
-            return "Morphometry skipped: compute_morphometry is not available."
+        """Add the morphometry fields to the detections when a DEM was chosen."""
+        from ..analysis.morphometry import compute_morphometry
         from ..core.errors import Cancelled, UserError
+
+        result = self.outcome.result
+        if result is None or result.output_path is None:
+            return "Morphometry skipped: the detection was not written to a file."
 
         output_layer = f"{result.layer_name}_morphometry"
         try:
             if not result.features:
                 return "Morphometry skipped: no slumps were found."
             # A copy with the fields added, in the same GeoPackage; the dock shows that copy.
-            compute(
+            compute_morphometry(
                 Path(result.output_path), Path(result.output_path), Path(self.dem_path),
                 input_layer=result.layer_name, output_layer=output_layer, progress=progress,
             )

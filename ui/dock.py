@@ -673,7 +673,7 @@ class DetectDock(QgsDockWidget):
     def _open_algorithm_dialog(self, algorithm_id: str, parameters: dict) -> Any:
         """The standard Processing dialog, prefilled; it runs the algorithm as a background task."""
         if QgsApplication.processingRegistry().algorithmById(algorithm_id) is None:
-            self._message("Thaw slumps", f"{algorithm_id} is not available in this version of the plugin.", Qgis.Warning)
+            self._message("Thaw slumps", f"{algorithm_id} is not registered in Processing; enable the Processing plugin and reload this one.", Qgis.Warning)
             return None
         import processing
 
