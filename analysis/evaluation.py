@@ -33,7 +33,7 @@ from shapely.strtree import STRtree
 from ..core.errors import UserError
 from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
 from ..core.progress import Progress
-from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
+from ..engine.vector_io import PolygonFeature, PolygonLayer, read_polygons, reproject_geometry, write_polygons
 from .review import is_negative_label
 
 # The paper's sweep: 1.0 down to 0 in steps of 0.04 (26 thresholds).
@@ -303,6 +303,31 @@ def _number_or_none(value: Any) -> Optional[float]:
     return number if math.isfinite(number) else None
 
 
+@dataclass
+class EvaluationInputs:
+    """Both layers read, repaired and in the detections' CRS; features keep their positions in
+    the files (for the match layers), and ARTS negatives are left out of the reference."""
+
+    det_src: PolygonLayer
+    ref_src: PolygonLayer
+    det_numbered: List[Tuple[int, PolygonFeature]]
+    ref_numbered: List[Tuple[int, PolygonFeature]]
+    repaired: Dict[str, int]
+    n_negative: int
+
+    @property
+    def det_features(self) -> List[PolygonFeature]:
+        return [f for _, f in self.det_numbered]
+
+    @property
+    def dets(self) -> List[BaseGeometry]:
+        return [f.geometry for _, f in self.det_numbered]
+
+    @property
+    def refs(self) -> List[BaseGeometry]:
+        return [f.geometry for _, f in self.ref_numbered]
+
+
 def evaluate_layers(
     detections_path: Path | str,
     reference_path: Path | str,
@@ -319,6 +344,7 @@ def evaluate_layers(
     The reference is reprojected to the detections' CRS. ``output_layer_path`` (a GeoPackage)
     receives ``evaluated_detections`` (the detections with match/iou/ref_id) and
     ``missed_references`` (references that are false negatives under the paper's rule).
+    Reading, then matching (iou_pairs), then scoring (score_matches), then writing.
     """
     progress = progress or Progress()
     if not 0.0 <= iou_threshold < 1.0:
@@ -327,6 +353,27 @@ def evaluate_layers(
         detections_path, det_layer, reference_path, ref_layer, output_json, output_layer_path, overwrite
     )
     progress.report(0.0, "Reading layers")
+    inputs = read_evaluation_inputs(detections_path, reference_path, det_layer, ref_layer)
+    progress.check_cancelled()
+    progress.report(0.2, "Matching polygons")
+    pairs = iou_pairs(inputs.dets, inputs.refs)
+    summary = {"detections": str(detections_path), "reference": str(reference_path),
+               **score_matches(inputs, pairs, iou_threshold, progress)}
+    progress.check_cancelled()
+    if output_layer_path is not None:
+        progress.report(0.8, "Writing layers")
+        _write_match_layers(Path(output_layer_path), inputs.det_src, inputs.det_numbered, inputs.ref_src,
+                            inputs.ref_numbered, pairs, iou_threshold)
+        summary["output_layer"] = str(output_layer_path)
+    if json_output is not None:
+        _commit_json(json_output, summary, progress)
+    progress.report(1.0, "Done")
+    return summary
+
+
+def read_evaluation_inputs(
+    detections_path: Path | str, reference_path: Path | str, det_layer: Optional[str], ref_layer: Optional[str]
+) -> EvaluationInputs:
     det_src = read_polygons(detections_path, det_layer, repair=False, what="detection layer")
     ref_src = read_polygons(reference_path, ref_layer, repair=False, what="reference layer")
     if bool(det_src.crs_wkt) != bool(ref_src.crs_wkt):
@@ -335,66 +382,55 @@ def evaluate_layers(
     det_numbered, det_repaired = _repair(det_src.features)
     ref_all, ref_repaired = _repair(ref_src.features)
     ref_numbered = [(pos, f) for pos, f in ref_all if not is_negative_label(f.properties)]
-    n_negative = len(ref_all) - len(ref_numbered)
     if det_src.crs_wkt and ref_src.crs_wkt:
         # Reprojection can fold a thin sliver over itself, so repair again afterwards.
         ref_numbered = [
             (pos, PolygonFeature(_valid(reproject_geometry(f.geometry, ref_src.crs_wkt, det_src.crs_wkt)), f.properties))
             for pos, f in ref_numbered
         ]
-    det_features = [f for _, f in det_numbered]
-    ref_features = [f for _, f in ref_numbered]
-    progress.check_cancelled()
-    progress.report(0.2, "Matching polygons")
+    return EvaluationInputs(det_src, ref_src, det_numbered, ref_numbered,
+                            {"detections": det_repaired, "reference": ref_repaired}, len(ref_all) - len(ref_numbered))
 
-    dets = [f.geometry for f in det_features]
-    refs = [f.geometry for f in ref_features]
-    pairs = iou_pairs(dets, refs)
+
+def score_matches(inputs: EvaluationInputs, pairs: IouPairs, iou_threshold: float, progress: Progress) -> Dict[str, Any]:
+    """Every score of the summary from the matched pairs: the paper's rule, one-to-one,
+    the IoU sweep, AP over score_mean (when the detections have it) and pixel IoU."""
+    dets, refs = inputs.dets, inputs.refs
     paper = _paper_rule_from_pairs(pairs, iou_threshold)
     matches = _one_to_one_matches(pairs, iou_threshold)
     one_to_one = scores_from_counts(len(matches), len(dets) - len(matches), len(refs) - len(matches))
     progress.check_cancelled()
     progress.report(0.4, "IoU sweep")
     sweep = _sweep_from_pairs(pairs, PAPER_SWEEP_STEP)
-    has_scores = "score_mean" in det_src.schema
     ap_score: Optional[float] = None
-    if has_scores:
-        scores = [_number_or_none(f.properties.get("score_mean")) for f in det_features]
+    if "score_mean" in inputs.det_src.schema:
+        scores = [_number_or_none(f.properties.get("score_mean")) for f in inputs.det_features]
         # A detection without a score ranks last rather than breaking the ranking.
         ap_score = _ap_score_from_pairs(pairs, [s if s is not None else -math.inf for s in scores], iou_threshold)
     progress.report(0.6, "Pixel IoU")
-    pix = vector_pixel_iou(dets, refs)
-
-    summary: Dict[str, Any] = {
-        "detections": str(detections_path),
-        "reference": str(reference_path),
+    return {
         "iou_threshold": float(iou_threshold),
         "n_detections": len(dets),
         "n_references": len(refs),
-        "reference_negatives_ignored": n_negative,
+        "reference_negatives_ignored": inputs.n_negative,
         "paper": paper.as_dict(),
         "one_to_one": one_to_one.as_dict(),
-        "pixel_iou": pix,
+        "pixel_iou": vector_pixel_iou(dets, refs),
         "ap_iou_sweep": sweep.ap,
         "iou_sweep": {"thresholds": sweep.thresholds, "precision": sweep.precision, "recall": sweep.recall},
         "ap_score": ap_score,
-        "repaired": {"detections": det_repaired, "reference": ref_repaired},
+        "repaired": inputs.repaired,
         "warnings": _input_warnings(dets, refs),
     }
-    progress.check_cancelled()
-    if output_layer_path is not None:
-        progress.report(0.8, "Writing layers")
-        _write_match_layers(Path(output_layer_path), det_src, det_numbered, ref_src, ref_numbered, pairs, iou_threshold)
-        summary["output_layer"] = str(output_layer_path)
-    if json_output is not None:
-        try:
-            json_output.temp.write_text(json.dumps(summary, indent=2) + "\n")
-            progress.check_cancelled()
-            json_output.commit()
-        finally:
-            json_output.discard()
-    progress.report(1.0, "Done")
-    return summary
+
+
+def _commit_json(json_output: StagedFile, summary: Dict[str, Any], progress: Progress) -> None:
+    try:
+        json_output.temp.write_text(json.dumps(summary, indent=2) + "\n")
+        progress.check_cancelled()
+        json_output.commit()
+    finally:
+        json_output.discard()
 
 
 def _input_warnings(dets: Sequence[BaseGeometry], refs: Sequence[BaseGeometry]) -> List[str]:

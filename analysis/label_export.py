@@ -396,106 +396,138 @@ def _default_gsd(src: "rasterio.DatasetReader", checkpoint_path: Optional[Path |
     return float(src.transform.a)
 
 
+@dataclass
+class ExportOptions:
+    """How chips are cut. ``gsd_m`` None: the checkpoint's GSD (``checkpoint_path``, else the
+    bundled one when it exists), else the image's. ``bands``: 1-based image bands to copy
+    (default the first three, or all when fewer). ``unreviewed``: what unreviewed detections
+    are (positive, negative or ignore)."""
+
+    labels_layer: Optional[str] = None
+    gsd_m: Optional[float] = None
+    chip_size_px: int = 256
+    buffer_m: float = 300.0
+    negatives_per_positive: float = 1.0
+    creator_lab: str = ""
+    base_map_source: Optional[str] = None
+    base_map_date: str = ""
+    seed: int = 0
+    checkpoint_path: Optional[Path | str] = None
+    bands: Optional[Sequence[int]] = None
+    val_fraction: float = 0.2
+    block_size_m: Optional[float] = None
+    unreviewed: str = review.POSITIVE
+    overwrite: bool = False
+
+    def check(self) -> None:
+        if self.chip_size_px < 16:
+            raise UserError(f"Chips must be at least 16 pixels wide; got {self.chip_size_px}.")
+        if self.buffer_m < 0 or self.negatives_per_positive < 0 or not 0.0 <= self.val_fraction < 1.0:
+            raise UserError("buffer_m and negatives_per_positive must be >= 0 and val_fraction in [0, 1).")
+
+
+@dataclass
+class ExportPlan:
+    """What will be written, decided before any file is: the chips and their splits."""
+
+    bands: List[int]
+    gsd_m: float
+    grid: OutputGrid
+    labels_on_image: List[Label]
+    chips: List[ChipPlan]
+    warnings: List[str]
+
+
 def export_labels(
     image_path: Path | str,
     labels_path: Path | str,
     output_folder: Path | str,
-    labels_layer: Optional[str] = None,
-    gsd_m: Optional[float] = None,
-    chip_size_px: int = 256,
-    buffer_m: float = 300.0,
-    negatives_per_positive: float = 1.0,
-    creator_lab: str = "",
-    base_map_source: Optional[str] = None,
-    base_map_date: str = "",
-    seed: int = 0,
+    options: Optional[ExportOptions] = None,
     progress: Optional[Progress] = None,
-    checkpoint_path: Optional[Path | str] = None,
-    bands: Optional[Sequence[int]] = None,
-    val_fraction: float = 0.2,
-    block_size_m: Optional[float] = None,
-    unreviewed: str = review.POSITIVE,
-    overwrite: bool = False,
 ) -> ExportSummary:
-    """Write training chips for ``image_path`` from the polygons in ``labels_path``.
-
-    ``gsd_m`` None: the checkpoint's GSD (``checkpoint_path``, else the bundled one when it
-    exists), else the image's. ``bands``: 1-based image bands to copy (default the first
-    three, or all when fewer). ``unreviewed``: what unreviewed detections are (positive,
-    negative or ignore).
-    """
+    """Write training chips for ``image_path`` from the polygons in ``labels_path``: plan
+    every chip first (plan_export), then write them (write_export)."""
+    options = options or ExportOptions()
     progress = progress or Progress()
     image_path, output_folder = Path(image_path), Path(output_folder)
     if not image_path.is_file():
         raise UserError(f"Image not found: {image_path}.")
-    if chip_size_px < 16:
-        raise UserError(f"Chips must be at least 16 pixels wide; got {chip_size_px}.")
-    if buffer_m < 0 or negatives_per_positive < 0 or not 0.0 <= val_fraction < 1.0:
-        raise UserError("buffer_m and negatives_per_positive must be >= 0 and val_fraction in [0, 1).")
-    if (output_folder / MANIFEST_NAME).exists() and not overwrite:
+    options.check()
+    if (output_folder / MANIFEST_NAME).exists() and not options.overwrite:
         raise UserError(f"{output_folder} already holds a chip export; choose an empty folder or ask to overwrite.")
     with open_raster(image_path, role="Image") as src:
-        if src.transform.e >= 0:
-            raise UserError(f"{image_path.name} is flipped (rows run south to north); warp it to a north-up grid first (gdalwarp).")
-        if bands is None:
-            bands = [1, 2, 3] if src.count >= 3 else list(range(1, src.count + 1))
-        if any(b < 1 or b > src.count for b in bands):
-            raise UserError(f"{image_path.name} has {src.count} band(s); bands {list(bands)} are not all there.")
-        if gsd_m is None:
-            gsd_m = _default_gsd(src, checkpoint_path)
-        if gsd_m <= 0:
-            raise UserError(f"The ground sample distance must be positive; got {gsd_m}.")
-        labels = read_labels(labels_path, labels_layer, src.crs.to_wkt(), unreviewed)
-        image_box = box(*src.bounds)
-        on_image = [l for l in labels if l.geometry.intersects(image_box)]
-        if not on_image:
-            raise UserError(
-                f"No polygon of {Path(labels_path).name} falls on {image_path.name}; pick the image the labels were drawn on."
-            )
-        grid = _grid_for(src, gsd_m)
-        rng = np.random.default_rng(seed)
-        progress.report(0.05, "Planning chips")
-        positives = _plan_positive_chips(on_image, grid, chip_size_px, buffer_m)
-        negatives = _plan_negative_chips(on_image, grid, chip_size_px)
-        # Background chips keep clear of every slump in the layer, including those off this image.
-        background = _plan_background_chips(
-            src, bands, labels, grid, chip_size_px, buffer_m, int(round(negatives_per_positive * len(positives))), rng
-        )
-        plans = positives + negatives + background
-        warnings = assign_spatial_split(plans, block_size_m or 5 * chip_size_px * gsd_m, val_fraction, rng)
-        wanted_background = int(round(negatives_per_positive * len(positives)))
-        if len(background) < wanted_background:
-            warnings.append(f"Only {len(background)} of {wanted_background} background chips fit away from the slumps.")
-
-        (output_folder / "images").mkdir(parents=True, exist_ok=True)
-        (output_folder / "masks").mkdir(parents=True, exist_ok=True)
-        records: List[ChipRecord] = []
-        counters = {"positive": 0, "negative": 0, "background": 0}
-        for k, plan in enumerate(plans):
-            progress.check_cancelled()
-            counters[plan.kind] += 1
-            name = f"{image_path.stem}_{plan.kind}_{counters[plan.kind]:04d}"
-            image_rel, mask_rel, slump_pixels = _write_chip(src, bands, plan, on_image, grid, output_folder, name)
-            records.append(ChipRecord(image_rel, mask_rel, plan.split, slump_pixels, image_path.name, float(gsd_m)))
-            progress.report(0.1 + 0.85 * (k + 1) / max(len(plans), 1), f"Chip {k + 1} of {len(plans)}")
-        manifest = write_manifest(output_folder, records)
-        geojson = output_folder / LABELS_GEOJSON
-        _write_arts_geojson(
-            geojson, on_image, src.crs.to_wkt(), base_map_source or image_path.name, float(gsd_m), base_map_date, creator_lab
-        )
+        plan = plan_export(src, image_path, Path(labels_path), options, progress)
+        summary = write_export(src, image_path, output_folder, plan, options, progress)
     progress.report(1.0, "Done")
+    return summary
+
+
+def plan_export(
+    src: "rasterio.DatasetReader", image_path: Path, labels_path: Path, options: ExportOptions, progress: Progress
+) -> ExportPlan:
+    """Check the image and labels against each other and place every chip (nothing written)."""
+    if src.transform.e >= 0:
+        raise UserError(f"{image_path.name} is flipped (rows run south to north); warp it to a north-up grid first (gdalwarp).")
+    bands = list(options.bands) if options.bands is not None else (
+        [1, 2, 3] if src.count >= 3 else list(range(1, src.count + 1)))
+    if any(b < 1 or b > src.count for b in bands):
+        raise UserError(f"{image_path.name} has {src.count} band(s); bands {list(bands)} are not all there.")
+    gsd_m = options.gsd_m if options.gsd_m is not None else _default_gsd(src, options.checkpoint_path)
+    if gsd_m <= 0:
+        raise UserError(f"The ground sample distance must be positive; got {gsd_m}.")
+    labels = read_labels(labels_path, options.labels_layer, src.crs.to_wkt(), options.unreviewed)
+    image_box = box(*src.bounds)
+    on_image = [l for l in labels if l.geometry.intersects(image_box)]
+    if not on_image:
+        raise UserError(f"No polygon of {labels_path.name} falls on {image_path.name}; pick the image the labels were drawn on.")
+    grid = _grid_for(src, gsd_m)
+    rng = np.random.default_rng(options.seed)
+    progress.report(0.05, "Planning chips")
+    size = options.chip_size_px
+    positives = _plan_positive_chips(on_image, grid, size, options.buffer_m)
+    negatives = _plan_negative_chips(on_image, grid, size)
+    wanted_background = int(round(options.negatives_per_positive * len(positives)))
+    # Background chips keep clear of every slump in the layer, including those off this image.
+    background = _plan_background_chips(src, bands, labels, grid, size, options.buffer_m, wanted_background, rng)
+    chips = positives + negatives + background
+    warnings = assign_spatial_split(chips, options.block_size_m or 5 * size * gsd_m, options.val_fraction, rng)
+    if len(background) < wanted_background:
+        warnings.append(f"Only {len(background)} of {wanted_background} background chips fit away from the slumps.")
+    return ExportPlan(bands, float(gsd_m), grid, on_image, chips, warnings)
+
+
+def write_export(
+    src: "rasterio.DatasetReader", image_path: Path, output_folder: Path, plan: ExportPlan, options: ExportOptions,
+    progress: Progress,
+) -> ExportSummary:
+    """Write the planned chips, the manifest and the ARTS GeoJSON of the labels."""
+    (output_folder / "images").mkdir(parents=True, exist_ok=True)
+    (output_folder / "masks").mkdir(parents=True, exist_ok=True)
+    records: List[ChipRecord] = []
+    counters = {"positive": 0, "negative": 0, "background": 0}
+    for k, chip in enumerate(plan.chips):
+        progress.check_cancelled()
+        counters[chip.kind] += 1
+        name = f"{image_path.stem}_{chip.kind}_{counters[chip.kind]:04d}"
+        image_rel, mask_rel, slump_pixels = _write_chip(src, plan.bands, chip, plan.labels_on_image, plan.grid, output_folder, name)
+        records.append(ChipRecord(image_rel, mask_rel, chip.split, slump_pixels, image_path.name, plan.gsd_m))
+        progress.report(0.1 + 0.85 * (k + 1) / max(len(plan.chips), 1), f"Chip {k + 1} of {len(plan.chips)}")
+    manifest = write_manifest(output_folder, records)
+    geojson = output_folder / LABELS_GEOJSON
+    _write_arts_geojson(geojson, plan.labels_on_image, src.crs.to_wkt(), options.base_map_source or image_path.name,
+                        plan.gsd_m, options.base_map_date, options.creator_lab)
     return ExportSummary(
         output_folder=output_folder,
         manifest=manifest,
         labels_geojson=geojson,
-        gsd_m=float(gsd_m),
+        gsd_m=plan.gsd_m,
         n_chips=len(records),
         n_positive_chips=counters["positive"],
         n_negative_chips=counters["negative"],
         n_background_chips=counters["background"],
         n_train=sum(r.split == "train" for r in records),
         n_val=sum(r.split == "val" for r in records),
-        n_positive_labels=sum(l.train_class == review.POSITIVE for l in on_image),
-        n_negative_labels=sum(l.train_class == review.NEGATIVE for l in on_image),
-        warnings=warnings,
+        n_positive_labels=sum(l.train_class == review.POSITIVE for l in plan.labels_on_image),
+        n_negative_labels=sum(l.train_class == review.NEGATIVE for l in plan.labels_on_image),
+        warnings=plan.warnings,
     )

@@ -36,20 +36,21 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.label_export import export_labels
+    from ..analysis.label_export import ExportOptions, export_labels
     from ..engine.output_safety import staged_chip_export
 
     bar = TextProgressBar("export-labels")
     progress = cli_progress(bar)
     try:
         with staged_chip_export(args.output, [args.image, args.labels, args.checkpoint], args.overwrite, progress) as folder:
-            summary = export_labels(
-                args.image, args.labels, folder, labels_layer=args.labels_layer, gsd_m=args.gsd,
+            options = ExportOptions(
+                labels_layer=args.labels_layer, gsd_m=args.gsd,
                 chip_size_px=args.chip_size, buffer_m=args.buffer, negatives_per_positive=args.negatives_per_positive,
                 creator_lab=args.creator_lab, base_map_source=args.base_map_source, base_map_date=args.base_map_date,
-                seed=args.seed, progress=progress, checkpoint_path=args.checkpoint, bands=args.bands,
+                seed=args.seed, checkpoint_path=args.checkpoint, bands=args.bands,
                 val_fraction=args.val_fraction, unreviewed=args.unreviewed,
             )
+            summary = export_labels(args.image, args.labels, folder, options, progress)
     finally:
         bar.close()
     print(

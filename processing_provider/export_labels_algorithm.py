@@ -104,7 +104,7 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
             negatives_per_positive=self.parameterAsDouble(parameters, self.NEGATIVES_PER_POSITIVE, context),
             creator_lab=self.parameterAsString(parameters, self.CREATOR_LAB, context) or "",
             base_map_date=self.parameterAsString(parameters, self.BASE_MAP_DATE, context) or "",
-            seed=self.parameterAsInt(parameters, self.SEED, context), progress=progress,
+            seed=self.parameterAsInt(parameters, self.SEED, context),
             checkpoint_path=checkpoint, bands=bands,
             unreviewed=UNREVIEWED_CHOICES[self.parameterAsEnum(parameters, self.UNREVIEWED, context)],
         )
@@ -112,11 +112,11 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         inputs = [image_path, labels_path, layer_file(labels)[0], checkpoint]
 
         def export():
-            from ..analysis.label_export import export_labels
+            from ..analysis.label_export import ExportOptions, export_labels
             from ..engine.output_safety import staged_chip_export
 
             with staged_chip_export(output, inputs, overwrite, progress) as folder:
-                return export_labels(image_path, labels_path, folder, **settings)
+                return export_labels(image_path, labels_path, folder, ExportOptions(**settings), progress)
 
         summary = call_engine(feedback, export)
         feedback.pushInfo(

@@ -15,7 +15,7 @@ from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
 
-from thaw_slump_mapper.analysis.label_export import LABELS_GEOJSON, export_labels, uid_for
+from thaw_slump_mapper.analysis.label_export import ExportOptions, LABELS_GEOJSON, export_labels, uid_for
 from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA
 from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
@@ -58,7 +58,7 @@ def test_export_on_shared_chip_masks_match_rasterised_labels(tmp_path, shared_da
     image = _shared_chip(shared_data)
     labels_path = shared_data / "arctic_rts_chips" / "GroundTruth_Final.geojson"
     out = tmp_path / "chips"
-    summary = export_labels(image, labels_path, out, gsd_m=2.0, chip_size_px=64, buffer_m=300, creator_lab="Test Lab")
+    summary = export_labels(image, labels_path, out, ExportOptions(gsd_m=2.0, chip_size_px=64, buffer_m=300, creator_lab="Test Lab"))
     assert summary.n_positive_chips >= 1 and summary.gsd_m == 2.0
     with open(out / "manifest.csv") as fh:
         assert fh.readline().strip() == ",".join(MANIFEST_COLUMNS)
@@ -84,7 +84,7 @@ def test_export_on_shared_chip_masks_match_rasterised_labels(tmp_path, shared_da
 
     # Resampled to 3 m, masks are still exactly the labels rasterised on the new grid.
     out3 = tmp_path / "chips3"
-    summary3 = export_labels(image, labels_path, out3, gsd_m=3.0, chip_size_px=48, buffer_m=60)
+    summary3 = export_labels(image, labels_path, out3, ExportOptions(gsd_m=3.0, chip_size_px=48, buffer_m=60))
     for record in read_manifest(out3):
         with rasterio.open(out3 / record.image) as im:
             assert im.res == (3.0, 3.0)
@@ -105,10 +105,10 @@ def test_make_export_labels_and_default_gsd_from_checkpoint(tmp_path, shared_dat
     assert read_manifest(out) and (out / LABELS_GEOJSON).exists()
     # A second export into the same folder is refused rather than mixed in.
     with pytest.raises(UserError, match="already holds"):
-        export_labels(image, labels_path, out, gsd_m=2.0)
+        export_labels(image, labels_path, out, ExportOptions(gsd_m=2.0))
     from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
-    summary = export_labels(image, labels_path, tmp_path / "ck", checkpoint_path=tiny_checkpoint, chip_size_px=64)
+    summary = export_labels(image, labels_path, tmp_path / "ck", ExportOptions(checkpoint_path=tiny_checkpoint, chip_size_px=64))
     assert summary.gsd_m == load_checkpoint(tiny_checkpoint).gsd_m
 
 
@@ -149,8 +149,8 @@ def test_reviewed_layer_rejected_become_negatives_and_split_is_spatial(tmp_path)
     labels, slumps = _review_layer(tmp_path)
     out = tmp_path / "chips"
     summary = export_labels(
-        image, labels, out, gsd_m=3.0, chip_size_px=64, buffer_m=60, negatives_per_positive=1.0,
-        unreviewed="ignore", val_fraction=0.3, block_size_m=500, seed=3,
+        image, labels, out, ExportOptions(gsd_m=3.0, chip_size_px=64, buffer_m=60, negatives_per_positive=1.0,
+                                          unreviewed="ignore", val_fraction=0.3, block_size_m=500, seed=3),
     )
     assert summary.n_positive_chips == 2  # confirmed and edited; the unreviewed one is masked out
     assert summary.n_negative_chips == 1
@@ -180,8 +180,8 @@ def test_reviewed_layer_rejected_become_negatives_and_split_is_spatial(tmp_path)
 
     # Same seed, same chips and split.
     again = export_labels(
-        image, labels, tmp_path / "again", gsd_m=3.0, chip_size_px=64, buffer_m=60, unreviewed="ignore",
-        val_fraction=0.3, block_size_m=500, seed=3,
+        image, labels, tmp_path / "again", ExportOptions(gsd_m=3.0, chip_size_px=64, buffer_m=60, unreviewed="ignore",
+                                                         val_fraction=0.3, block_size_m=500, seed=3),
     )
     assert [(r.image, r.split) for r in read_manifest(tmp_path / "again")] == [(r.image, r.split) for r in records]
     assert again.n_val == summary.n_val
@@ -197,23 +197,23 @@ def test_train_class_field_and_bad_input(tmp_path, shared_data):
          PolygonFeature(box(502000, 7000300, 502090, 7000400), {"TrainClass": "Negative"})],
         crs_wkt, {"TrainClass": "str"},
     )
-    summary = export_labels(image, arts_like, tmp_path / "a", gsd_m=3.0, chip_size_px=64, buffer_m=30, negatives_per_positive=0)
+    summary = export_labels(image, arts_like, tmp_path / "a", ExportOptions(gsd_m=3.0, chip_size_px=64, buffer_m=30, negatives_per_positive=0))
     assert (summary.n_positive_chips, summary.n_negative_chips, summary.n_positive_labels, summary.n_negative_labels) == (1, 1, 1, 1)
 
     far_away = tmp_path / "far.gpkg"
     write_polygons(far_away, "far", [PolygonFeature(box(0, 0, 10, 10), {})], crs_wkt, {})
     with pytest.raises(UserError, match="falls on"):
-        export_labels(image, far_away, tmp_path / "b", gsd_m=3.0)
+        export_labels(image, far_away, tmp_path / "b", ExportOptions(gsd_m=3.0))
     empty = tmp_path / "empty.gpkg"
     write_polygons(empty, "empty", [], crs_wkt, {})
     with pytest.raises(UserError, match="no polygons"):
-        export_labels(image, empty, tmp_path / "c", gsd_m=3.0)
+        export_labels(image, empty, tmp_path / "c", ExportOptions(gsd_m=3.0))
     no_crs_labels = tmp_path / "nocrs.shp"
     write_polygons(no_crs_labels, "nocrs", [PolygonFeature(box(500300, 7002000, 500400, 7002080), {})], "", {})
     with pytest.raises(UserError, match="coordinate reference system"):
-        export_labels(image, no_crs_labels, tmp_path / "d", gsd_m=3.0)
+        export_labels(image, no_crs_labels, tmp_path / "d", ExportOptions(gsd_m=3.0))
     no_crs_image = tmp_path / "nocrs.tif"
     with rasterio.open(no_crs_image, "w", driver="GTiff", width=50, height=50, count=3, dtype="uint8") as dst:
         dst.write(np.ones((3, 50, 50), np.uint8))
     with pytest.raises(UserError, match="coordinate reference system"):
-        export_labels(no_crs_image, arts_like, tmp_path / "e", gsd_m=3.0)
+        export_labels(no_crs_image, arts_like, tmp_path / "e", ExportOptions(gsd_m=3.0))
