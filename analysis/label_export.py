@@ -1,6 +1,6 @@
 """Turn labelled polygons on an image into training chips (and an ARTS-schema GeoJSON).
 
-Chips follow the format of ``model/chip_dataset.py``: georeferenced GeoTIFF image chips on
+Chips follow the format of ``core/chip_format.py``: georeferenced GeoTIFF image chips on
 the image's own grid (resampled only when a different ground sample distance is asked
 for), uint8 masks on the same grid (0 background, 1 slump, 255 ignore/nodata) and
 ``manifest.csv``.

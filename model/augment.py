@@ -1,7 +1,7 @@
 """Training-time views of a chip: resolution, scale, colour, blur, crop, flips, nodata.
 
 Each view goes through the SAME per-chip percentile stretch as inference
-(``engine.scaling``), applied *after* resampling and degradation, because that is what
+(``core.scaling``), applied *after* resampling and degradation, because that is what
 detection sees: a coarse scene, resampled to the model's GSD, then stretched. Imitating
 10 m imagery this way (blur + the inference stretch) is what gave signal on Sentinel-2.
 """
