@@ -25,7 +25,6 @@ from qgis.core import (
     QgsFillSymbol,
     QgsMapLayerProxyModel,
     QgsProject,
-    QgsProviderRegistry,
     QgsRasterLayer,
     QgsRuleBasedRenderer,
     QgsVectorLayer,
@@ -36,6 +35,7 @@ from qgis.PyQt.QtGui import QKeySequence
 from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QShortcut, QVBoxLayout, QWidget
 
 from ..analysis import review
+from ..qgis_common.layer_adapters import layer_file
 from .review_tracker import is_detection_layer
 
 # The reviewed layer is remembered in the project file under this scope.
@@ -343,9 +343,9 @@ class ReviewPanel(QWidget):
             return None
         sources = {str(f.attribute("source")) for f in layer.getFeatures(QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry))}
         for candidate in self.project.mapLayers().values():
-            if isinstance(candidate, QgsRasterLayer) and candidate.providerType() == "gdal":
-                path = QgsProviderRegistry.instance().decodeUri("gdal", candidate.source()).get("path") or candidate.source()
-                if Path(path).name in sources:
+            if isinstance(candidate, QgsRasterLayer):
+                path, _ = layer_file(candidate)  # None unless a GDAL file
+                if path and Path(path).name in sources:
                     return candidate
         return None
 
@@ -360,7 +360,7 @@ class ReviewPanel(QWidget):
             parameters["IMAGE"] = image
         if self.checkpoint_path():  # chips at the checkpoint's pixel size
             parameters["CHECKPOINT"] = self.checkpoint_path()
-        path = QgsProviderRegistry.instance().decodeUri("ogr", layer.source()).get("path")
+        path, _ = layer_file(layer)
         if path:
             parameters["OUTPUT"] = str(Path(path).with_name(f"{Path(path).stem}_training_chips"))
         return parameters
