@@ -39,8 +39,8 @@ from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 
 from ..core.errors import UserError
-from ..engine.measures import local_equal_area_crs, metres_per_unit
 from ..core.progress import Progress
+from ..engine.measures import local_equal_area_crs, metres_per_unit
 from ..engine.vector_io import PolygonFeature, list_layers, read_polygons, reproject_geometry, write_polygons
 from .label_export import uid_for
 

@@ -31,8 +31,8 @@ from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from ..core.errors import UserError
-from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
 from ..core.progress import Progress
+from ..engine.output_safety import StagedFile, check_file_output, check_vector_output
 from ..engine.vector_io import PolygonFeature, PolygonLayer, read_polygons, reproject_geometry, write_polygons
 from .review import is_negative_label
 

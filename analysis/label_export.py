@@ -32,13 +32,13 @@ from rasterio.windows import Window, from_bounds
 from shapely.geometry import box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from ..core.chip_format import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from ..core.errors import UserError
 from ..core.progress import Progress
 from ..core.scaling import valid_pixels
 from ..core.union_find import UnionFind
 from ..engine.raster_source import open_raster
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
-from ..core.chip_format import MANIFEST_NAME, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from . import review
 
 LABELS_GEOJSON = "labels_arts.geojson"

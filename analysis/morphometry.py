@@ -27,14 +27,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.transform import rowcol
 from rasterio.warp import transform as warp_points
-from rasterio.windows import Window, transform as window_transform
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 from shapely.geometry.base import BaseGeometry
 
 from ..core.errors import UserError
-from ..engine.measures import crs_from_any
 from ..core.progress import Progress
+from ..engine.measures import crs_from_any
 from ..engine.vector_io import PolygonFeature, read_polygons, reproject_geometry, write_polygons
-from . import solar_horizon, solar_radiation as solar
+from . import solar_horizon
+from . import solar_radiation as solar
 from .shape_metrics import SHAPE_FIELDS, shape_metrics
 from .terrain import TPI_RADIUS_M, MetricDem, TpiStatistics, open_metric_dem, slope_aspect, tpi, tpi_halo
 

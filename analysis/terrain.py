@@ -102,7 +102,8 @@ def open_metric_dem(dem_path: "Path | str") -> Iterator[MetricDem]:
 
 
 def _warped_to_utm(src: "rasterio.io.DatasetReader") -> MetricDem:
-    from rasterio.warp import calculate_default_transform, transform as warp_points
+    from rasterio.warp import calculate_default_transform
+    from rasterio.warp import transform as warp_points
 
     centre_x = (src.bounds.left + src.bounds.right) / 2
     centre_y = (src.bounds.bottom + src.bounds.top) / 2

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..engine.bands import parse_band_list
 from ..core.progress import Progress
+from ..engine.bands import parse_band_list
 from .progress_bar import TextProgressBar
 
 

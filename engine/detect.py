@@ -13,25 +13,25 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import rasterio
+import shapely
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
-import shapely
 
 from ..core.checkpoint import checkpoint_or_bundled
+from ..core.errors import UserError
 from ..core.file_names import DEFAULT_LAYER, probability_path
-from .onnx_model import load_detection_checkpoint
+from ..core.progress import Progress
+from ..core.scaling import compute_stretch
 from .backends import make_predictor
 from .bands import choose_bands
-from ..core.errors import UserError
 from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
 from .memory_limits import bounded_detection_memory
+from .onnx_model import load_detection_checkpoint
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
-from ..core.progress import Progress
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
-from ..core.scaling import compute_stretch
 from .stream_vectorize import VectorizingSink
 from .tiling import fit_tile_and_overlap
 from .tta import TTA_CHOICES, with_tta

@@ -140,8 +140,8 @@ def predict_array(
     Uses the same scaling, tiling and blending as detection, so cross-validation scores
     what users get. Invalid pixels come out as 0.
     """
-    from .backends import make_predictor
     from ..core.scaling import valid_pixels
+    from .backends import make_predictor
 
     if valid is None:
         valid = valid_pixels(image)

@@ -11,8 +11,8 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
-from .backends import Predictor
 from ..core.errors import UserError
+from .backends import Predictor
 
 TTA_CHOICES = ("none", "flip2", "d4")
 

@@ -12,10 +12,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..core.chip_format import MASK_BACKGROUND, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from ..core.errors import UserError
 from ..core.progress import Progress
 from ..core.scaling import valid_pixels
-from ..core.chip_format import MASK_BACKGROUND, MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 
 GROUND_TRUTH_NAME = "GroundTruth_Final.geojson"
 RGB_BANDS = (1, 2, 3)  # band 4 is the uncorrected outline: not truth, not an input

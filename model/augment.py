@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.scaling import apply_scaling, compute_stretch
 from ..core.chip_format import MASK_BACKGROUND, MASK_IGNORE, LoadedChip
+from ..core.scaling import apply_scaling, compute_stretch
 
 
 @dataclass

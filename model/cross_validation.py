@@ -19,8 +19,15 @@ import numpy as np
 
 from ..core.progress import Progress
 from .training import (
-    MIN_AREAS_M2, THRESHOLDS, TrainSettings, best_calibration, fit, imagenet_checkpoint, load_training_chips,
-    predict_chips, score_grid,
+    MIN_AREAS_M2,
+    THRESHOLDS,
+    TrainSettings,
+    best_calibration,
+    fit,
+    imagenet_checkpoint,
+    load_training_chips,
+    predict_chips,
+    score_grid,
 )
 
 METRICS = ("pixel_iou", "precision", "recall", "f1")

@@ -13,10 +13,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 from ..core.errors import UserError
 from ..core.progress import Progress
 from .arctic_chips_builder import rasterise_ground_truth
-from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, ChipRecord, write_manifest
 
 RGB_BANDS = (3, 2, 1)
 SITES = ("Peel", "Bykovsky")

@@ -17,8 +17,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 from ..qgis_common.layer_adapters import vector_layer_file
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 
 # (output name, GeoPackage layer, display name)
 LAYER_OUTPUTS = (

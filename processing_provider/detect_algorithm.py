@@ -29,6 +29,7 @@ from qgis.core import (
 from ..core.checkpoint import bundled_checkpoint_path
 from ..core.devices import DEVICE_CHOICES
 from ..core.file_names import DEFAULT_LAYER
+from ..qgis_common.layer_adapters import qgis_attribute, qgis_fields, qgis_geometry
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -41,8 +42,6 @@ from .algorithm_base import (
     parse_vector_destination,
     raster_input,
 )
-from ..qgis_common.layer_adapters import qgis_attribute, qgis_fields, qgis_geometry
-
 
 
 def raster_crs_of(path: str) -> QgsCoordinateReferenceSystem:

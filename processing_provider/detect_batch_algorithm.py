@@ -21,9 +21,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 from ..core.checkpoint import bundled_checkpoint_path
 from ..core.devices import DEVICE_CHOICES
+from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
 
 
 class DetectBatchAlgorithm(ThawSlumpAlgorithm):

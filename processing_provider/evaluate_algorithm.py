@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
+from ..qgis_common.layer_adapters import vector_layer_file
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -20,7 +21,6 @@ from .algorithm_base import (
     call_engine,
     feedback_progress,
 )
-from ..qgis_common.layer_adapters import vector_layer_file
 
 
 class EvaluateAlgorithm(ThawSlumpAlgorithm):

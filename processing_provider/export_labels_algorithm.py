@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
+from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -25,7 +26,6 @@ from .algorithm_base import (
     feedback_progress,
     raster_input,
 )
-from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 
 UNREVIEWED_CHOICES = ("positive", "negative", "ignore")
 

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..qgis_common.layer_adapters import layer_file, qgis_attribute, qgis_fields
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -30,7 +31,6 @@ from .algorithm_base import (
     feedback_progress,
     raster_input,
 )
-from ..qgis_common.layer_adapters import layer_file, qgis_attribute, qgis_fields
 
 
 class MorphometryAlgorithm(ThawSlumpAlgorithm):

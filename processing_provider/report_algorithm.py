@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorLayer,
-    QgsProcessing,
 )
 
+from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 from .algorithm_base import (
     OVERWRITE,
     OVERWRITE_HELP,
@@ -20,7 +21,6 @@ from .algorithm_base import (
     feedback_progress,
     raster_input,
 )
-from ..qgis_common.layer_adapters import layer_file, vector_layer_file
 
 
 class ReportAlgorithm(ThawSlumpAlgorithm):

@@ -10,17 +10,22 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from qgis.core import (
+    QgsProcessingOutputString,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsProcessingOutputString,
 )
 
-from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
 from ..core.checkpoint import bundled_checkpoint_path
-from .algorithm_base import ThawSlumpAlgorithm, call_engine, feedback_progress
-from .algorithm_base import OVERWRITE, add_overwrite_parameter  # the output rule (docs/OUTPUTS.md)
+from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
+from .algorithm_base import (  # the output rule (docs/OUTPUTS.md)
+    OVERWRITE,
+    ThawSlumpAlgorithm,
+    add_overwrite_parameter,
+    call_engine,
+    feedback_progress,
+)
 
 
 def split_folder_list(text: str) -> List[Path]:

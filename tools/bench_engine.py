@@ -93,8 +93,8 @@ def end_to_end(raster: Path, checkpoint: Path, precision: str = "fp32") -> dict:
 
 def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4) -> float:
     """Seconds per tile of the bare network (random real-valued input, same tile size)."""
-    from thaw_slump_mapper.engine.backends import make_predictor
     from thaw_slump_mapper.core.checkpoint import load_checkpoint
+    from thaw_slump_mapper.engine.backends import make_predictor
 
     ckpt = load_checkpoint(checkpoint)
     device = "cpu" if backend != "cuda" else "cuda"
@@ -166,8 +166,8 @@ def main() -> None:
     if args.worker:
         return worker(args)
 
-    from thaw_slump_mapper.core.devices import cuda_name
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from thaw_slump_mapper.core.devices import cuda_name
 
     checkpoint = args.checkpoint or bundled_checkpoint_path()
     ckpt = load_checkpoint(checkpoint)

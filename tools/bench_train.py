@@ -50,8 +50,8 @@ def _time_steps(settings, chips, base, gsd: float, steps: int) -> float:
     """Seconds per step after two warm-up steps (oneDNN picks kernels on first use)."""
     import torch
 
-    from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
     from thaw_slump_mapper.core.checkpoint import build_network
+    from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import Precision, choose_precision
     from thaw_slump_mapper.model.training import _batch_maker, _train_step, freeze_early_stages, train_mode

@@ -19,9 +19,9 @@ SHARED = Path(os.environ.get("SHARED", REPO.parent / "shared"))
 
 def main() -> int:
     sys.path.insert(0, str(REPO.parent))
+    from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
     from thaw_slump_mapper.engine.inference import predict_array
     from thaw_slump_mapper.engine.onnx_model import load_onnx_checkpoint
-    from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 
     full = load_checkpoint(bundled_checkpoint_path())  # torch: the float32 export
     light = load_onnx_checkpoint(bundled_checkpoint_path())  # the shipped graph

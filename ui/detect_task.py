@@ -65,9 +65,9 @@ class DetectTask(QgsTask):
 
     def run(self) -> bool:  # worker thread: no layers, widgets or project here
         try:
-            from ..engine.detect import run_detection
             from ..core.errors import Cancelled, UserError
             from ..core.progress import Progress
+            from ..engine.detect import run_detection
         except ImportError as err:
             self.outcome.error = f"A Python package the detection needs is missing ({err}); install it from the dock."
             return False

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ..backends import THREADS_ENV
 from ...core.errors import UserError
+from ..backends import THREADS_ENV
 
 MEMORY_PER_WORKER_BYTES = 4 * 1024**3  # a detection peaks at 2-3 GB on large scenes (BENCHMARKS.md)
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s/]+(:\d+)?/?$")

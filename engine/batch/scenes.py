@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..bands import parse_band_list
 from ...core.errors import UserError
+from ..bands import parse_band_list
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".nc")
 LIST_SUFFIXES = (".txt", ".csv", ".lst")
