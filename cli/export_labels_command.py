@@ -23,7 +23,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--chip-size", type=int, default=256, help="smallest chip side in pixels (default 256)")
     p.add_argument("--buffer", type=float, default=300.0, help="metres of context around each slump (paper: 300)")
     p.add_argument("--negatives-per-positive", type=float, default=1.0, help="random background chips per positive chip")
-    p.add_argument("--bands", type=parse_band_list, default=None, help="1-based image bands to copy, e.g. 1,2,3 (default first three)")
+    p.add_argument("--bands", default="", help="1-based image bands to copy, e.g. 1,2,3 (default first three)")
     p.add_argument("--creator-lab", default="", help="CreatorLab written into the ARTS GeoJSON")
     p.add_argument("--base-map-source", default=None, help="BaseMapSource (default: the image file name)")
     p.add_argument("--base-map-date", default="", help="BaseMapDate, e.g. 2021-07-15")
@@ -39,17 +39,17 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.label_export import ExportOptions, export_labels
     from ..engine.output_safety import staged_chip_export
 
+    options = ExportOptions(
+        labels_layer=args.labels_layer, gsd_m=args.gsd,
+        chip_size_px=args.chip_size, buffer_m=args.buffer, negatives_per_positive=args.negatives_per_positive,
+        creator_lab=args.creator_lab, base_map_source=args.base_map_source, base_map_date=args.base_map_date,
+        seed=args.seed, checkpoint_path=args.checkpoint, bands=parse_band_list(args.bands),
+        val_fraction=args.val_fraction, unreviewed=args.unreviewed,
+    )
     bar = TextProgressBar("export-labels")
     progress = cli_progress(bar)
     try:
         with staged_chip_export(args.output, [args.image, args.labels, args.checkpoint], args.overwrite, progress) as folder:
-            options = ExportOptions(
-                labels_layer=args.labels_layer, gsd_m=args.gsd,
-                chip_size_px=args.chip_size, buffer_m=args.buffer, negatives_per_positive=args.negatives_per_positive,
-                creator_lab=args.creator_lab, base_map_source=args.base_map_source, base_map_date=args.base_map_date,
-                seed=args.seed, checkpoint_path=args.checkpoint, bands=args.bands,
-                val_fraction=args.val_fraction, unreviewed=args.unreviewed,
-            )
             summary = export_labels(args.image, args.labels, folder, options, progress)
     finally:
         bar.close()

@@ -86,3 +86,15 @@ def test_detection_summary_is_one_line_for_every_front_end():
                              checkpoint_summary="", device_name="CPU", backend="onnxruntime", n_slumps=3,
                              total_area_m2=12_345.0, elapsed_s=4.26)
     assert result.summary() == "3 thaw slumps, 1.23 ha in 4.3 s on CPU"
+
+
+@pytest.mark.parametrize("command", [["detect", "in.tif", "out.gpkg"], ["export-labels", "in.tif", "labels.gpkg", "chips"]])
+def test_one_band_list_parser_one_message_and_no_traceback(command, tmp_path, monkeypatch, capsys):
+    """export-labels once parsed --bands inside argparse, so a bad list was a traceback."""
+    from thaw_slump_mapper.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--bands", "1,x"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: Bands must be 1-based band numbers separated by commas, like 1,2,3 (got '1,x').")
+    assert list(tmp_path.iterdir()) == []  # nothing written
