@@ -13,7 +13,9 @@ from thaw_slump_mapper.engine.errors import Cancelled, UserError
 from thaw_slump_mapper.engine.progress import Progress
 from thaw_slump_mapper.model.checkpoint import build_network, load_checkpoint
 from thaw_slump_mapper.model.chip_dataset import MANIFEST_NAME, load_chip_folder
-from thaw_slump_mapper.model.training import _evaluate_pixels, cancelled_best_path, fine_tune
+from thaw_slump_mapper.model.early_stopping import cancelled_best_path
+from thaw_slump_mapper.model.training import fine_tune
+from thaw_slump_mapper.model.training_steps import evaluate_pixels
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 from thaw_slump_mapper.tests.training_helpers import make_chip_folder
 
@@ -32,7 +34,7 @@ def tiny(tmp_path_factory) -> Path:
 
 def _loss_on_chips(ckpt, folder: Path) -> float:
     chips = load_chip_folder(folder, len(ckpt.bands), ckpt.bands)
-    return _evaluate_pixels(build_network(ckpt), chips, 2.0, ckpt.scaling, "cpu")["val_loss"]
+    return evaluate_pixels(build_network(ckpt), chips, 2.0, ckpt.scaling, "cpu")["val_loss"]
 
 
 def test_fine_tune_lowers_loss_and_records_provenance(tmp_path, chip_folder, tiny):
