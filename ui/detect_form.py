@@ -225,3 +225,13 @@ def default_bands(model_bands: List[str], layer: Any, log: Callable[[str], None]
         return list(resolve_bands(model_bands, layer.bandCount(), colours))
     except UserError:
         return [i + 1 if i < layer.bandCount() else None for i in range(count)]
+
+
+def checkpoint_summary(ckpt: Any) -> str:
+    """Name, version, bands, GSD and the first metrics, as rich text for the form."""
+    metrics = ckpt.provenance.get("metrics") or {}
+    shown = ckpt.validation_line() or ", ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:6])
+    untrained = "" if ckpt.trained else " <b>(untrained weights)</b>"
+    return (f"{ckpt.name} v{ckpt.version}{untrained}<br>bands {', '.join(ckpt.bands)}; GSD {ckpt.gsd_m:g} m"
+            + (f"<br>metrics: {shown}" if shown else ""))

@@ -13,17 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsSettings
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from . import dependency_check
-from .detect_form import EXTENT_WHOLE, DetectForm
+from .detect_form import EXTENT_WHOLE, DetectForm, checkpoint_summary
 from .detect_runner import (
     DetectInputs, DetectRunner, add_result_layers, detection_request, layer_file, next_free_output, result_summary, safe_stem,
 )
 from .detect_task import DetectTask
+from .follow_up import (
+    REPORT_ALGORITHM, TRAIN_ALGORITHM, fine_tune_parameters, fine_tuned_checkpoint, open_algorithm_dialog, report_parameters,
+)
 from .install_offer import InstallOffer
 
 SETTINGS_PREFIX = "thaw_slump_mapper/dock/"
@@ -314,51 +317,34 @@ class DetectDock(QgsDockWidget, DetectForm):
             self.iface.messageBar().pushMessage(title, text, level, 8)
 
     # ------------------------------------------------------------------ follow-up actions
-    def _open_algorithm_dialog(self, algorithm_id: str, parameters: dict) -> Any:
-        """The standard Processing dialog, prefilled; it runs the algorithm as a background task."""
-        if QgsApplication.processingRegistry().algorithmById(algorithm_id) is None:
-            self._message("Thaw slumps", f"{algorithm_id} is not available in this version of the plugin.", Qgis.Warning)
-            return None
-        import processing
-
-        dialog = processing.createAlgorithmDialog(algorithm_id, parameters)
-        dialog.show()
-        return dialog
+    def _warn(self, text: str) -> None:
+        self._message("Thaw slumps", text, Qgis.Warning)
 
     def open_report(self) -> Any:
-        """Hook: the morphometry report (issue 5) for the last detection's polygons."""
+        """The morphometry report for the last detection's polygons."""
         if not self.last_layers:
             return None
-        parameters = {"INPUT": self.last_layers[0]}
-        if getattr(self, "_input_layer", None) is not None:
-            parameters["IMAGE"] = self._input_layer
-        return self._open_algorithm_dialog("thawslump:report", parameters)
+        parameters = report_parameters(self.last_layers[0], getattr(self, "_input_layer", None))
+        return open_algorithm_dialog(REPORT_ALGORITHM, parameters, self._warn)
 
     def install_full(self, confirm: bool = True) -> bool:
         """Offer torch and segmentation-models-pytorch; True when they were missing."""
         return self.install_offer.install_full(confirm)
 
     def open_fine_tune(self) -> Any:
-        """Hook: `thawslump:train` (issue 4) from the current checkpoint; the result becomes the checkpoint."""
+        """thawslump:train from the current checkpoint; the result becomes the checkpoint."""
         if self.install_full(confirm=True):  # training needs torch, installed on demand
             return None
         base = str(self.checkpoint.path) if self.checkpoint is not None and self.checkpoint.path else ""
-        algorithm = QgsApplication.processingRegistry().algorithmById("thawslump:train")
-        parameters = {}
-        if algorithm is not None and base:
-            for definition in algorithm.parameterDefinitions():
-                # thawslump:train calls its base checkpoint BASE.
-                if (definition.name() == "BASE" or "CHECKPOINT" in definition.name()) and not definition.isDestination():
-                    parameters[definition.name()] = base
-        dialog = self._open_algorithm_dialog("thawslump:train", parameters)
+        dialog = open_algorithm_dialog(TRAIN_ALGORITHM, fine_tune_parameters(base), self._warn)
         if dialog is not None and hasattr(dialog, "algorithmFinished"):
             dialog.algorithmFinished.connect(self._fine_tune_finished)
         return dialog
 
     def _fine_tune_finished(self, ok: bool, results: dict) -> None:
-        new_checkpoint = next((v for k, v in (results or {}).items() if "CHECKPOINT" in k or k == "OUTPUT"), None)
-        if ok and new_checkpoint and str(new_checkpoint).endswith(".pt"):
-            self.checkpoint_widget.setFilePath(str(new_checkpoint))
+        new_checkpoint = fine_tuned_checkpoint(ok, results)
+        if new_checkpoint:
+            self.checkpoint_widget.setFilePath(new_checkpoint)
             self.log(f"Fine-tuned checkpoint selected: {new_checkpoint}")
 
     def shutdown(self) -> None:
@@ -373,12 +359,3 @@ class DetectDock(QgsDockWidget, DetectForm):
         self.save_settings()
         super().closeEvent(event)
 
-
-def checkpoint_summary(ckpt: Any) -> str:
-    """Name, version, bands, GSD and the first metrics, as rich text for the form."""
-    metrics = ckpt.provenance.get("metrics") or {}
-    shown = ckpt.validation_line() or ", ".join(
-        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:6])
-    untrained = "" if ckpt.trained else " <b>(untrained weights)</b>"
-    return (f"{ckpt.name} v{ckpt.version}{untrained}<br>bands {', '.join(ckpt.bands)}; GSD {ckpt.gsd_m:g} m"
-            + (f"<br>metrics: {shown}" if shown else ""))
