@@ -171,9 +171,10 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
     settings.crop_size = effective_crop_size(train_chips, gsd_m, settings)
     make_batch = batch_maker(train_chips, gsd_m, base.scaling, settings, rng)
     return TrainingRun(
-        net, optimiser, precision.grad_scaler(), precision, loss_function(settings.loss), device, settings, base, gsd_m,
-        started, steps_per_epoch, total_steps, settings.max_minutes * 60.0 if settings.max_minutes else None, make_batch,
-        BatchPrefetcher(make_batch) if settings.prefetch else None,
+        net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision, loss_fn=loss_function(settings.loss),
+        device=device, settings=settings, base=base, gsd_m=gsd_m, started=started, steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps, budget_s=settings.max_minutes * 60.0 if settings.max_minutes else None, make_batch=make_batch,
+        prefetcher=BatchPrefetcher(make_batch) if settings.prefetch else None,
     )
 
 
