@@ -191,6 +191,24 @@ def write_report(
     matplotlib.use("Agg", force=True)
     progress = progress or Progress()
     output_html = Path(output_html)
+    image = _check_report_paths(output_html, image_path)
+    data, records = _report_records(polygons_path, layer, progress)
+    figures = _report_figures(records, data, image, progress)
+    from .change_report import change_section_html  # empty unless the file holds change layers
+
+    change_html = change_section_html(polygons_path)
+    progress.report(0.95, "writing")
+    page = _report_page(f"Thaw slump morphometry: {Path(polygons_path).name}", records, figures, change_html)
+    try:
+        output_html.write_text(page, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"Cannot write {output_html.name} ({err.strerror}); choose a folder you can write to.") from None
+    progress.report(1.0, "done")
+    return output_html
+
+
+def _check_report_paths(output_html: Path, image_path: "Path | str | None") -> Optional[Path]:
+    """The output must be an .html in an existing folder; the optional image must exist."""
     if output_html.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"The report is an HTML page; give an output name ending in .html (not {output_html.name}).")
     if not output_html.parent.exists():
@@ -198,6 +216,11 @@ def write_report(
     image = Path(image_path) if image_path else None
     if image is not None and not image.exists():
         raise UserError(f"Image not found: {image}; give an existing raster or leave the image out.")
+    return image
+
+
+def _report_records(polygons_path: "Path | str", layer: Optional[str], progress: Progress):
+    """The polygons and one field record per polygon, shape fields computed when missing."""
     data = read_polygons(polygons_path, layer)
     if not data.features:
         raise UserError(f"{Path(polygons_path).name} holds no polygons; nothing to report.")
@@ -211,6 +234,11 @@ def write_report(
             for k, v in c.items():
                 if r.get(k) is None:
                     r[k] = v
+    return data, records
+
+
+def _report_figures(records: List[Dict], data, image: Optional[Path], progress: Progress) -> List[tuple]:
+    """(caption, base64 PNG) for each histogram, the aspect rose and the map overview."""
     figures = []
     for i, (name, label, log) in enumerate(HISTOGRAMS):
         progress.check_cancelled()
@@ -218,17 +246,16 @@ def write_report(
         progress.report(0.3 + 0.5 * (i + 1) / len(HISTOGRAMS), "figures")
     figures.append(("Aspect rose", _png(aspect_rose_figure(records))))
     figures.append(("Map overview", _png(map_figure([f.geometry for f in data.features], data.crs_wkt, image))))
-    from .change_report import change_section_html  # empty unless the file holds change layers
+    return figures
 
-    change_html = change_section_html(polygons_path)
-    progress.report(0.95, "writing")
-    title = f"Thaw slump morphometry: {Path(polygons_path).name}"
+
+def _report_page(title: str, records: List[Dict], figures: List[tuple], change_html: str) -> str:
     figure_html = "\n".join(
         f'<figure><img alt="{html.escape(label)}" src="data:image/png;base64,{png}"><figcaption>{html.escape(label)}</figcaption></figure>'
         for label, png in figures
     )
     area = _values(records, "area_ha")
-    page = f"""<!DOCTYPE html>
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
@@ -255,9 +282,3 @@ circularity 0.06-0.63 (mean 0.34), slope 2.4-12.1&deg; (mean 5.5), standardised 
 {change_html}
 </body></html>
 """
-    try:
-        output_html.write_text(page, encoding="utf-8")
-    except OSError as err:
-        raise UserError(f"Cannot write {output_html.name} ({err.strerror}); choose a folder you can write to.") from None
-    progress.report(1.0, "done")
-    return output_html

@@ -37,7 +37,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.output_safety import check_file_output
-    from ..model.training import fine_tune, train_bundled
+    from ..model.bundled_recipe import train_bundled
+    from ..model.training import fine_tune
 
     # Checked before hours of training, not after: never the base checkpoint, never a chip folder.
     check_file_output(args.output, "checkpoint", (".pt",), [args.base, *args.data], args.overwrite)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -132,86 +132,118 @@ def run_detection(request: DetectionRequest, progress: Optional[Progress] = None
         return _run_detection(request, progress)
 
 
+@dataclass
+class _Plan:
+    """What a run settled before touching pixels: the model, its settings and the grid."""
+
+    ckpt: Any
+    threshold: float
+    min_area: float
+    bands: Sequence[int]
+    grid: Any  # raster_source.processing_grid
+    tile: int
+    overlap: int
+    predictor: Any
+    log: List[str]
+
+
 def _run_detection(request: DetectionRequest, progress: Optional[Progress] = None) -> DetectionResult:
     progress = progress or Progress()
     started = time.perf_counter()
     _check_settings(request)
     outputs = _check_outputs(request)
     with open_raster(request.input_path) as src:  # the input is checked first: the cheapest mistake to report
-        ckpt = load_detection_checkpoint(checkpoint_or_bundled(request.checkpoint_path))
-        threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
-        if not 0.0 < threshold < 1.0:
-            raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
-        min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
-        log: List[str] = [ckpt.summary()]
-        choice = choose_bands(
-            ckpt.bands, src.count, [ci.name for ci in src.colorinterp], request.bands,
-            descriptions=list(src.descriptions), dtype=src.dtypes[0],
-        )
-        bands = choice.bands
-        log.append(f"bands {','.join(map(str, bands))} for {','.join(ckpt.bands)}: {choice.reason}")
-        progress.report(0.0, log[-1])
-        extent_geom = request.extent.in_crs(src.crs) if request.extent else None
-        grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
-        tile, overlap = fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
-        predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
-                             request.tta)
-        log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
-        if grid.resampled:
-            log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
-        progress.report(0.0, log[-1])
-
-        workdir = tempfile.TemporaryDirectory(prefix="thaw_slump_")
-        if outputs.probability is not None:
-            outputs.staged_probability = StagedFile(outputs.probability, overwrite=request.overwrite)
-            partial = outputs.staged_probability.temp
-        else:
-            partial = Path(workdir.name) / "probability.tif"
-        model_grid_prob = Path(workdir.name) / "probability_model_grid.tif" if grid.resampled else partial
-        source = RasterRowSource(src, bands, grid)
-        try:
-            sample, sample_valid = source.sample_for_stretch()
-            if not sample_valid.any():
-                raise UserError(f"{Path(request.input_path).name} has no valid pixels in the chosen extent (all nodata).")
-            stretch = compute_stretch(sample, sample_valid, ckpt.scaling)
-            writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, ckpt.name)
-            reached("inference")
-            # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
-            sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, threshold)
-            try:
-                stream_predict(source, sink, predictor, stretch, ckpt.scaling, tile, overlap, request.batch_size, progress.sub(0.0, 0.9))
-            finally:
-                writer.close()
-            reached("vectorising")
-            if grid.resampled:
-                components = _vectorize(model_grid_prob, partial, grid, threshold, progress.sub(0.9, 0.98))
-            else:
-                components = sink.components()
-            crs = src.crs
-            crs_wkt = src.crs.to_wkt()
-            features = _features(components, crs, min_area, ckpt, request)
-            if outputs.layer is not None:
-                progress.report(0.98, "writing polygons")
-                outputs.staged_layer = StagedLayer(outputs.layer)
-                outputs.staged_layer.write(features, crs_wkt, DETECTION_SCHEMA)
-            progress.check_cancelled()  # the last moment a cancel can stop the run: nothing is in place yet
-            outputs.commit()
-        except BaseException:
-            outputs.discard()
-            raise
-        finally:
-            source.close()
-            workdir.cleanup()
-
+        plan = _plan(request, src, progress)
+        features = _detect_and_write(request, src, plan, outputs, progress)
+        crs_wkt = src.crs.to_wkt()
     total_area = float(sum(f.properties["area_m2"] for f in features))
     progress.report(1.0, count_and_area(len(features), total_area))
     return DetectionResult(
         features=features, crs_wkt=crs_wkt, output_path=Path(request.output_path) if request.output_path else None,
         layer_name=request.layer_name, probability_path=outputs.probability,
-        checkpoint_summary=ckpt.summary(), device_name=predictor.device_name, backend=predictor.backend,
+        checkpoint_summary=plan.ckpt.summary(), device_name=plan.predictor.device_name, backend=plan.predictor.backend,
         n_slumps=len(features), total_area_m2=total_area, elapsed_s=time.perf_counter() - started,
-        trained_model=ckpt.trained, pixels=int(grid.window.width * grid.window.height), log=log,
+        trained_model=plan.ckpt.trained, pixels=int(plan.grid.window.width * plan.grid.window.height), log=plan.log,
     )
+
+
+def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
+    """Checkpoint, threshold, bands, model grid, tile size and predictor, each logged."""
+    ckpt = load_detection_checkpoint(checkpoint_or_bundled(request.checkpoint_path))
+    threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
+    if not 0.0 < threshold < 1.0:
+        raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
+    min_area = ckpt.min_area_m2 if request.min_area_m2 is None else float(request.min_area_m2)
+    log: List[str] = [ckpt.summary()]
+    choice = choose_bands(
+        ckpt.bands, src.count, [ci.name for ci in src.colorinterp], request.bands,
+        descriptions=list(src.descriptions), dtype=src.dtypes[0],
+    )
+    bands = choice.bands
+    log.append(f"bands {','.join(map(str, bands))} for {','.join(ckpt.bands)}: {choice.reason}")
+    progress.report(0.0, log[-1])
+    extent_geom = request.extent.in_crs(src.crs) if request.extent else None
+    grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
+    tile, overlap = fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
+    predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
+                         request.tta)
+    log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
+    if grid.resampled:
+        log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
+    progress.report(0.0, log[-1])
+    return _Plan(ckpt, threshold, min_area, bands, grid, tile, overlap, predictor, log)
+
+
+def _detect_and_write(request: DetectionRequest, src, plan: _Plan, outputs: _Outputs, progress: Progress) -> List[PolygonFeature]:
+    """Probabilities, polygons and both outputs, written to temporary names and moved into
+    place together at the end; on any failure (or a cancel) nothing is left behind."""
+    workdir = tempfile.TemporaryDirectory(prefix="thaw_slump_")
+    if outputs.probability is not None:
+        outputs.staged_probability = StagedFile(outputs.probability, overwrite=request.overwrite)
+        partial = outputs.staged_probability.temp
+    else:
+        partial = Path(workdir.name) / "probability.tif"
+    model_grid_prob = Path(workdir.name) / "probability_model_grid.tif" if plan.grid.resampled else partial
+    source = RasterRowSource(src, plan.bands, plan.grid)
+    try:
+        components = _predict_and_vectorize(request, src, plan, source, model_grid_prob, partial, progress)
+        features = _features(components, src.crs, plan.min_area, plan.ckpt, request)
+        if outputs.layer is not None:
+            progress.report(0.98, "writing polygons")
+            outputs.staged_layer = StagedLayer(outputs.layer)
+            outputs.staged_layer.write(features, src.crs.to_wkt(), DETECTION_SCHEMA)
+        progress.check_cancelled()  # the last moment a cancel can stop the run: nothing is in place yet
+        outputs.commit()
+    except BaseException:
+        outputs.discard()
+        raise
+    finally:
+        source.close()
+        workdir.cleanup()
+    return features
+
+
+def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: RasterRowSource, model_grid_prob: Path,
+                           partial: Path, progress: Progress):
+    """The network over the whole grid, streamed into the probability raster; the slump components."""
+    sample, sample_valid = source.sample_for_stretch()
+    if not sample_valid.any():
+        raise UserError(f"{Path(request.input_path).name} has no valid pixels in the chosen extent (all nodata).")
+    stretch = compute_stretch(sample, sample_valid, plan.ckpt.scaling)
+    grid = plan.grid
+    writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, plan.ckpt.name)
+    reached("inference")
+    # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
+    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold)
+    try:
+        stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, request.batch_size,
+                       progress.sub(0.0, 0.9))
+    finally:
+        writer.close()
+    reached("vectorising")
+    if grid.resampled:
+        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98))
+    return sink.components()
 
 
 def _features(components, crs, min_area: float, ckpt, request: DetectionRequest) -> List[PolygonFeature]:

@@ -18,17 +18,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..core.progress import Progress
-from .training import (
-    MIN_AREAS_M2,
-    THRESHOLDS,
-    TrainSettings,
-    best_calibration,
-    fit,
-    imagenet_checkpoint,
-    load_training_chips,
-    predict_chips,
-    score_grid,
-)
+from .calibration import MIN_AREAS_M2, THRESHOLDS, best_calibration, predict_chips, score_grid
+from .training import fit
+from .training_settings import TrainSettings
+from .training_start import imagenet_checkpoint, load_training_chips
 
 METRICS = ("pixel_iou", "precision", "recall", "f1")
 
@@ -116,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import argparse
     import sys
 
-    from .training import bundled_settings
+    from .bundled_recipe import bundled_settings
 
     parser = argparse.ArgumentParser(description="k-fold cross-validation of the bundled recipe")
     parser.add_argument("chips", type=Path)

@@ -11,7 +11,8 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QImage
 
 from thaw_slump_mapper.core.file_names import probability_path
-from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock, next_free_output
+from thaw_slump_mapper.ui.detect_runner import next_free_output
+from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock
 
 from .plugin_helpers import chip_layer
 
@@ -175,9 +176,9 @@ def test_missing_package_is_reported_not_raised(qgis_app, qgis_iface, qgis_new_p
     monkeypatch.setattr(dependency_check.missing_packages, "__defaults__", (dependency_check.REQUIRED_PACKAGES,))
     widget = DetectDock(qgis_iface)
     try:
-        assert not widget.dependency_frame.isHidden()
-        assert "no_such_package_tsm" in widget.dependency_label.text()
-        assert str(tmp_path / "deps") in widget.dependency_label.text()
+        assert not widget.install_offer.dependency_frame.isHidden()
+        assert "no_such_package_tsm" in widget.install_offer.dependency_label.text()
+        assert str(tmp_path / "deps") in widget.install_offer.dependency_label.text()
         assert not widget.run_button.isEnabled()
         command = dependency_check.pip_install_command(["no-such-package-tsm"], dependency_check.managed_site_dir())
         assert command[1:4] == ["-m", "pip", "install"] and command[command.index("--target") + 1].startswith(str(tmp_path / "deps"))

@@ -18,12 +18,12 @@ def test_without_torch_fine_tune_offers_the_install(qgis_app, qgis_iface, qgis_n
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: asked.append(args[2]) or QMessageBox.No)
     widget = DetectDock(qgis_iface)
     try:
-        assert not widget.full_frame.isHidden()
-        assert "torch" in widget.full_label.text() and "CPU detection does not" in widget.full_label.text()
-        assert widget.dependency_frame.isHidden(), "the light set is installed: detection needs nothing more"
+        assert not widget.install_offer.full_frame.isHidden()
+        assert "torch" in widget.install_offer.full_label.text() and "CPU detection does not" in widget.install_offer.full_label.text()
+        assert widget.install_offer.dependency_frame.isHidden(), "the light set is installed: detection needs nothing more"
         assert widget.open_fine_tune() is None
         assert asked and "no-such-torch-tsm" in asked[0]
-        assert widget.install_task is None
+        assert widget.install_offer.task is None
         widget.device_combo.setCurrentText("cuda")
         assert "CUDA needs torch" in widget.device_label.text()
     finally:
@@ -35,7 +35,7 @@ def test_with_torch_the_offer_is_hidden(qgis_app, qgis_iface, qgis_new_project):
     widget = DetectDock(qgis_iface)
     try:
         assert dependency_check.missing_full_packages() == []
-        assert widget.full_frame.isHidden()
+        assert widget.install_offer.full_frame.isHidden()
     finally:
         widget.close()
         widget.deleteLater()

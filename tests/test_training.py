@@ -13,7 +13,9 @@ from thaw_slump_mapper.core.errors import Cancelled, UserError
 from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.core.checkpoint import build_network, load_checkpoint
 from thaw_slump_mapper.core.chip_format import MANIFEST_NAME, load_chip_folder
-from thaw_slump_mapper.model.training import _evaluate_pixels, cancelled_best_path, fine_tune
+from thaw_slump_mapper.model.early_stopping import cancelled_best_path
+from thaw_slump_mapper.model.training import fine_tune
+from thaw_slump_mapper.model.training_steps import evaluate_pixels
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 from thaw_slump_mapper.tests.training_helpers import make_chip_folder
 
@@ -32,7 +34,7 @@ def tiny(tmp_path_factory) -> Path:
 
 def _loss_on_chips(ckpt, folder: Path) -> float:
     chips = load_chip_folder(folder, len(ckpt.bands), ckpt.bands)
-    return _evaluate_pixels(build_network(ckpt), chips, 2.0, ckpt.scaling, "cpu")["val_loss"]
+    return evaluate_pixels(build_network(ckpt), chips, 2.0, ckpt.scaling, "cpu")["val_loss"]
 
 
 def test_fine_tune_lowers_loss_and_records_provenance(tmp_path, chip_folder, tiny):
@@ -118,3 +120,37 @@ def test_no_slump_pixels(tmp_path, tiny):
             dst.write(np.zeros((48, 48), np.uint8), 1)
     with pytest.raises(UserError, match="No chip holds a slump"):
         fine_tune([folder], tmp_path / "x.pt", base_checkpoint=tiny)
+
+
+def test_best_weights_keep_the_best_epoch_and_count_patience():
+    from thaw_slump_mapper.model.early_stopping import BestWeights
+
+    best = BestWeights(patience=2)
+    snapshots = iter(["first", "better", "tie-lower-loss"])
+    best.update({"val_pixel_iou": 0.30, "val_loss": 0.9}, lambda: next(snapshots))
+    best.update({"val_pixel_iou": 0.40, "val_loss": 1.5}, lambda: next(snapshots))  # higher IoU wins despite the loss
+    assert best.state == "better" and best.epochs_without_gain == 0
+    best.update({"val_pixel_iou": 0.39995, "val_loss": 1.2}, lambda: next(snapshots))  # an IoU tie: the lower loss wins
+    assert best.state == "tie-lower-loss" and best.metrics["val_loss"] == 1.2
+    best.update({"val_pixel_iou": 0.39, "val_loss": 0.1}, lambda: pytest.fail("a worse epoch must not be kept"))
+    assert best.epochs_without_gain == 1 and not best.patience_exhausted()
+    best.update({"val_pixel_iou": 0.40, "val_loss": 1.3}, lambda: pytest.fail("a tie with a higher loss is no gain"))
+    assert best.patience_exhausted()
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    from thaw_slump_mapper.model.training_settings import TrainSettings
+    from thaw_slump_mapper.model.training_steps import scheduled_learning_rate
+
+    settings = TrainSettings(learning_rate=1e-3, warmup_steps=10)
+    assert scheduled_learning_rate(settings, 0, 0.0) == pytest.approx(1e-4)
+    assert scheduled_learning_rate(settings, 9, 0.0) == pytest.approx(1e-3)
+    assert scheduled_learning_rate(settings, 50, 0.5) == pytest.approx(5e-4)
+    assert scheduled_learning_rate(settings, 99, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_early_stopping_ends_the_run_and_says_so(tmp_path, chip_folder, tiny):
+    result = fine_tune([chip_folder], tmp_path / "p0.pt", base_checkpoint=tiny, epochs=4, device="cpu", patience=0,
+                       **dict(QUICK, calibration_chips=1))
+    assert len(result.history) == 1
+    assert load_checkpoint(tmp_path / "p0.pt").provenance["recipe"]["stopped"] == "early stopping"

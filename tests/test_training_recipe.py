@@ -16,9 +16,10 @@ from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_
 from thaw_slump_mapper.core.chip_format import MASK_IGNORE
 from thaw_slump_mapper.model.losses import LOSSES, loss_function
 from thaw_slump_mapper.model.precision import choose_precision, cpu_has_bf16
-from thaw_slump_mapper.model.training import (
-    PAPER_MIN_AREA_M2, _batch_maker, best_calibration, effective_crop_size, fine_tune_settings, load_training_chips,
-)
+from thaw_slump_mapper.model.calibration import PAPER_MIN_AREA_M2, best_calibration
+from thaw_slump_mapper.model.training import fine_tune_settings
+from thaw_slump_mapper.model.training_start import load_training_chips
+from thaw_slump_mapper.model.training_steps import batch_maker, effective_crop_size
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_bf16_forward_matches_fp32_on_real_chips(arctic_chips):
         pytest.skip("this CPU has no native bf16 (avx512_bf16 or AMX); the default stays fp32 here")
     ckpt = load_checkpoint(bundled_checkpoint_path())
     settings = fine_tune_settings(crop_size=160, batch_size=6)
-    x, y = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(1))()
+    x, y = batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(1))()
     bf16 = choose_precision("cpu", "bf16")
     net = build_network(ckpt).eval()
     with torch.no_grad():
@@ -70,9 +71,9 @@ def test_prefetched_batches_equal_inline_batches(arctic_chips):
     """The thread builds exactly the batches the loop would (same seeded generator), ahead of use."""
     ckpt = load_checkpoint(bundled_checkpoint_path())
     settings = fine_tune_settings(crop_size=96, batch_size=3)
-    inline = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7))
+    inline = batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7))
     expected = [inline() for _ in range(4)]
-    with BatchPrefetcher(_batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7)), depth=2) as ahead:
+    with BatchPrefetcher(batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(7)), depth=2) as ahead:
         got = [ahead.next(timeout=60) for _ in range(4)]
     for (ex, ey), (gx, gy) in zip(expected, got):
         np.testing.assert_array_equal(ex, gx)
@@ -161,7 +162,7 @@ def test_outline_cleanup_fills_holes_and_closes_gaps():
 
 
 def test_frozen_stages_stay_fixed_and_the_rest_learns(arctic_chips):
-    from thaw_slump_mapper.model.training import _train_step, freeze_early_stages, train_mode
+    from thaw_slump_mapper.model.training_steps import freeze_early_stages, train_mode, train_step
 
     ckpt = load_checkpoint(bundled_checkpoint_path())
     net = build_network(ckpt)
@@ -170,8 +171,8 @@ def test_frozen_stages_stay_fixed_and_the_rest_learns(arctic_chips):
     before = {k: v.clone() for k, v in net.state_dict().items()}
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
     settings = fine_tune_settings(crop_size=96, batch_size=4)
-    x, y = _batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(3))()
-    _train_step(net, optimiser, None, choose_precision("cpu", "fp32"), loss_function("bce_dice"), x, y, "cpu")
+    x, y = batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(3))()
+    train_step(net, optimiser, None, choose_precision("cpu", "fp32"), loss_function("bce_dice"), x, y, "cpu")
     after = net.state_dict()
     frozen = [k for k in before if k.startswith(("encoder.conv_stem", "encoder.bn1", "encoder.blocks.0.", "encoder.blocks.1."))]
     learned = [k for k in before if k.startswith(("encoder.blocks.3.", "decoder.", "segmentation_head.")) and before[k].is_floating_point()]

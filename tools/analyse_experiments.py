@@ -21,7 +21,7 @@ import numpy as np
 
 
 def load_predictions(path: Path) -> list:
-    from thaw_slump_mapper.model.training import ChipPrediction
+    from thaw_slump_mapper.model.calibration import ChipPrediction
 
     data = np.load(path)
     gsd = float(data["gsd"])
@@ -30,7 +30,7 @@ def load_predictions(path: Path) -> list:
 
 def summarise(folds: Dict[str, list], cleanup=None) -> Dict[str, float]:
     from thaw_slump_mapper.engine.outline_cleanup import NO_CLEANUP
-    from thaw_slump_mapper.model.training import MIN_AREAS_M2, THRESHOLDS, best_calibration, score_grid
+    from thaw_slump_mapper.model.calibration import MIN_AREAS_M2, THRESHOLDS, best_calibration, score_grid
 
     cleanup = cleanup or NO_CLEANUP
     pooled = [p for preds in folds.values() for p in preds]

@@ -54,7 +54,7 @@ def _time_steps(settings, chips, base, gsd: float, steps: int) -> float:
     from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import Precision, choose_precision
-    from thaw_slump_mapper.model.training import _batch_maker, _train_step, freeze_early_stages, train_mode
+    from thaw_slump_mapper.model.training_steps import batch_maker, freeze_early_stages, train_mode, train_step
 
     # the baseline as it ran before this benchmark: fp32 in the default (contiguous) layout
     contiguous = settings.precision == "fp32_contiguous"
@@ -63,7 +63,7 @@ def _time_steps(settings, chips, base, gsd: float, steps: int) -> float:
     freeze_early_stages(net, settings.frozen_stages)
     train_mode(net)
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-    make_batch = _batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
+    make_batch = batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
     loss_fn = loss_function(settings.loss)
     prefetch = BatchPrefetcher(make_batch) if settings.prefetch else None
     try:
@@ -71,7 +71,7 @@ def _time_steps(settings, chips, base, gsd: float, steps: int) -> float:
             if i == 2:
                 started = time.perf_counter()
             x, y = prefetch.next() if prefetch else make_batch()
-            _train_step(net, optimiser, None, precision, loss_fn, x, y, "cpu")
+            train_step(net, optimiser, None, precision, loss_fn, x, y, "cpu")
     finally:
         if prefetch:
             prefetch.close()
@@ -88,7 +88,7 @@ def main() -> int:
 
     from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
     from thaw_slump_mapper.model.precision import choose_precision
-    from thaw_slump_mapper.model.training import imagenet_checkpoint, load_training_chips
+    from thaw_slump_mapper.model.training_start import imagenet_checkpoint, load_training_chips
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     shared = Path(os.environ.get("SHARED", REPO.parent / "shared"))

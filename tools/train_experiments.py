@@ -80,7 +80,8 @@ def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start:
     import torch
 
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
-    from thaw_slump_mapper.model.training import imagenet_checkpoint, predict_chips
+    from thaw_slump_mapper.model.calibration import predict_chips
+    from thaw_slump_mapper.model.training_start import imagenet_checkpoint
 
     state = recipe_dir / f"{fold}.state.pt"
     out = recipe_dir.parent / f"{recipe_dir.name}+tta_{mode}" / f"{fold}.npz"
@@ -109,7 +110,9 @@ def main() -> int:
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
     from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
     from thaw_slump_mapper.model.sentinel2_chips_builder import build_sentinel2_chips
-    from thaw_slump_mapper.model.training import fit, imagenet_checkpoint, load_training_chips, predict_chips
+    from thaw_slump_mapper.model.calibration import predict_chips
+    from thaw_slump_mapper.model.training import fit
+    from thaw_slump_mapper.model.training_start import imagenet_checkpoint, load_training_chips
 
     torch.set_num_threads(2)
     shared = Path(os.environ.get("SHARED", REPO.parent / "shared")) / "data"

@@ -73,16 +73,16 @@ def detected(outcome) -> None:
         finish(f"ERROR detection: {outcome.error}")
         return
     dock = state["dock"]
-    if dock.full_frame.isHidden():
+    if dock.install_offer.full_frame.isHidden():
         finish("ERROR the torch offer is not shown")
     state["summary"] = f"{outcome.result.n_slumps} slumps on {outcome.result.device_name}"
     from qgis.PyQt.QtWidgets import QScrollArea
 
-    scroll = dock.full_frame.parent()
+    scroll = dock.install_offer.full_frame.parent()
     while scroll is not None and not isinstance(scroll, QScrollArea):
         scroll = scroll.parent()
     if scroll is not None:
-        scroll.ensureWidgetVisible(dock.full_frame)  # the torch offer sits below the log
+        scroll.ensureWidgetVisible(dock.install_offer.full_frame)  # the torch offer sits below the log
     canvas = iface.mapCanvas()
     canvas.setExtent(canvas.fullExtent())
     canvas.refresh()

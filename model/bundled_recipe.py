@@ -1,0 +1,45 @@
+"""The bundled model's recipe (``make train-bundled``).
+
+All open labelled imagery: the 16 Arctic 2 m chips and the two Sentinel-2 10 m sites, seen at
+3 m, so one checkpoint serves 2-10 m input (docs/TRAINING.md). Threshold and minimum area come
+from the pooled out-of-fold predictions of the cross-validation, not from the training chips.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..core.progress import Progress
+from .augment import AugmentSettings
+from ..core.checkpoint import bundled_checkpoint_path
+from .training import TrainResult, train_model
+from .training_settings import TrainSettings
+
+BUNDLED_CALIBRATION = (0.5, 3000.0)
+BUNDLED_GSD_M = 3.0
+BUNDLED_VERSION = "2.0.0"
+
+
+def bundled_settings(**overrides: Any) -> TrainSettings:
+    """The recipe of the bundled checkpoint: few chips, many varied views of each."""
+    settings = TrainSettings(
+        epochs=10_000, learning_rate=1e-3, val_share=0.0, batch_size=8, crop_size=224,
+        max_minutes=None, max_steps=400, steps_per_epoch=50, warmup_steps=30, seed=2020,
+        gsd_m=BUNDLED_GSD_M, calibrate=False,
+        augment=AugmentSettings(
+            scale_jitter=0.25, degrade_prob=0.3, degrade_max_gsd=10.0, blur_prob=0.2, colour_jitter=0.15,
+            noise_std=0.01, nodata_prob=0.1, mosaic_prob=0.5, flips=True,
+        ),
+    )
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+def train_bundled(chip_folders: Sequence[Path], output_path: Optional[Path] = None, progress: Optional[Progress] = None,
+                  **overrides: Any) -> TrainResult:
+    return train_model(
+        list(chip_folders), output_path or bundled_checkpoint_path(), settings=bundled_settings(**overrides), progress=progress,
+        from_imagenet=True, name="thaw-slump-deeplabv3plus-lite0", version=BUNDLED_VERSION, fixed_calibration=BUNDLED_CALIBRATION,
+        extra_provenance={"calibration": "threshold and min area from cross-validation (docs/TRAINING.md)"},
+    )

@@ -1,0 +1,38 @@
+"""The training recipe as one config dataclass, shared by the loop, its units and the front ends."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional
+
+from .augment import AugmentSettings
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 40
+    learning_rate: float = 5e-4
+    val_share: Optional[float] = None  # None: the manifests' val rows, or 15 % when there are none
+    batch_size: int = 8
+    crop_size: int = 192
+    max_minutes: Optional[float] = 21.0  # wall-clock budget for loading + training (calibration follows)
+    max_steps: Optional[int] = None  # a fixed number of steps (reproducible runs)
+    steps_per_epoch: Optional[int] = None  # default: one pass over the training chips
+    patience: int = 10  # epochs without a better validation IoU before stopping
+    warmup_steps: int = 20
+    weight_decay: float = 1e-4
+    seed: int = 42
+    device: str = "auto"
+    threads: Optional[int] = None
+    gsd_m: Optional[float] = None  # default: the median GSD of the chips
+    calibrate: bool = True  # tune threshold and minimum area on the validation chips
+    calibration_chips: int = 80
+    precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (model/precision.py), else fp32
+    frozen_stages: int = 0  # encoder stem + this many first stages kept fixed (see freeze_early_stages)
+    prefetch: bool = True  # build batches in a background thread (model/batch_prefetch.py)
+    loss: str = "bce_dice"  # see model/losses.py LOSSES
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out["augment"] = self.augment.to_dict()
+        return out

@@ -1,0 +1,147 @@
+"""The small units of the training loop: seeding, batches, one optimiser step, the learning
+rate at a point of the schedule, and the per-epoch validation (no QGIS, no Qt)."""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .augment import normalise, pad_to, render_chip, training_sample
+from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip
+from .losses import bce_dice_loss
+from .precision import Precision, choose_precision
+from .training_settings import TrainSettings
+
+Batch = Tuple[np.ndarray, np.ndarray]
+FROZEN_ATTRIBUTE = "_thaw_slump_frozen"
+NETWORK_STRIDE = 32  # DeepLabV3+ input sides must be multiples of this
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def evaluate_pixels(net, chips: List[LoadedChip], gsd: float, scaling: Dict[str, Any], device: str,
+                    precision: Optional[Precision] = None) -> Dict[str, float]:
+    """Validation loss and pixel IoU at 0.5, one whole chip at a time (no augmentation)."""
+    import torch
+
+    precision = precision or choose_precision(device, "fp32")
+    net.eval()
+    inter = union = 0
+    losses: List[float] = []
+    with torch.no_grad():
+        for chip in chips:
+            view = render_chip(chip, gsd, scaling)
+            h, w = view.mask.shape
+            view = pad_to(view, _stride_multiple(h), _stride_multiple(w), MASK_IGNORE)
+            x, y = normalise(view, scaling)
+            with precision.autocast():
+                logits = net(precision.prepare_input(torch.from_numpy(x)[None].to(device))).float()
+            yt = torch.from_numpy(y.astype(np.int64))[None].to(device)
+            losses.append(float(bce_dice_loss(logits, yt)))
+            pred = (logits[0, 0] > 0).cpu().numpy()
+            keep = y != MASK_IGNORE
+            truth = y == MASK_SLUMP
+            inter += int((pred & truth & keep).sum())
+            union += int(((pred | truth) & keep).sum())
+    train_mode(net)
+    return {"val_loss": float(np.mean(losses)) if losses else float("nan"), "val_pixel_iou": inter / union if union else 0.0}
+
+
+def _stride_multiple(side: int) -> int:
+    return int(math.ceil(side / NETWORK_STRIDE) * NETWORK_STRIDE)
+
+
+def freeze_early_stages(net, stages: int) -> int:
+    """Keep the encoder's stem and first ``stages`` stages fixed; returns the parameters frozen.
+
+    These layers run at 1/2 and 1/4 of the input resolution, so their backward pass is a
+    large share of a step's work while they hold generic edge and colour filters (a few
+    thousand parameters). Autograd then stops below them. Their batch norms stay in eval
+    mode, so their statistics do not drift either. Encoders without ``conv_stem``/``blocks``
+    (not EfficientNet-style) are left as they are."""
+    encoder = getattr(net, "encoder", None)
+    if stages <= 0 or encoder is None or not hasattr(encoder, "conv_stem") or not hasattr(encoder, "blocks"):
+        return 0
+    modules = [encoder.conv_stem, getattr(encoder, "bn1", None), *list(encoder.blocks)[:stages]]
+    frozen = 0
+    for module in filter(None, modules):
+        setattr(module, FROZEN_ATTRIBUTE, True)
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
+
+
+def train_mode(net) -> None:
+    """``net.train()``, except for frozen stages, which stay in eval mode."""
+    net.train()
+    for module in net.modules():
+        if getattr(module, FROZEN_ATTRIBUTE, False):
+            module.eval()
+
+
+def effective_crop_size(chips: List[LoadedChip], gsd_m: float, settings: TrainSettings) -> int:
+    """The crop size, but no larger than the biggest chip at the model's GSD (after scale
+    jitter), rounded up to the network's stride of 32: a crop that is mostly padding costs
+    compute and teaches nothing (Arctic 2 m chips seen at 10 m are about 51 px)."""
+    largest = max(max(c.mask.shape) * c.gsd / gsd_m for c in chips) * (1.0 + settings.augment.scale_jitter)
+    return int(max(64, min(settings.crop_size, _stride_multiple(largest))))
+
+
+def batch_maker(chips: List[LoadedChip], gsd_m: float, scaling: Dict[str, Any], settings: TrainSettings,
+                rng: np.random.Generator) -> Callable[[], Batch]:
+    """A callable that returns the next augmented batch, walking the chips in shuffled epochs."""
+    order: List[int] = []
+
+    def make_batch() -> Batch:
+        xs, ys = [], []
+        for _ in range(settings.batch_size):
+            if not order:
+                order.extend(rng.permutation(len(chips)).tolist())
+            x, y = training_sample(chips, order.pop(), gsd_m, scaling, settings.crop_size, rng, settings.augment)
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.stack(ys).astype(np.int64)
+
+    return make_batch
+
+
+def train_step(net, optimiser, scaler, precision: Precision, loss_fn: Callable, batch_x: np.ndarray,
+               batch_y: np.ndarray, device: str) -> float:
+    """One optimiser step; only the network runs under autocast, the loss stays float32."""
+    import torch
+
+    xb = precision.prepare_input(torch.from_numpy(batch_x).to(device))
+    yb = torch.from_numpy(batch_y).to(device)
+    with precision.autocast():
+        logits = net(xb)
+    loss = loss_fn(logits.float(), yb)
+    optimiser.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimiser)
+        scaler.update()
+    else:
+        loss.backward()
+        optimiser.step()
+    return float(loss.item())
+
+
+def scheduled_learning_rate(settings: TrainSettings, step: int, fraction: float) -> float:
+    """Linear warm-up over the first steps, then a cosine decay over the run's fraction done."""
+    warm = min(1.0, (step + 1) / max(1, settings.warmup_steps))
+    return settings.learning_rate * warm * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def time_left(elapsed_s: float, fraction: float) -> str:
+    if fraction <= 0.01:
+        return "estimating time left"
+    return f"about {max(0.0, elapsed_s / fraction - elapsed_s) / 60:.0f} min left"
