@@ -33,15 +33,25 @@ from ..core.checkpoint import Checkpoint, build_network, save_checkpoint
 from ..core.chip_format import LoadedChip, read_manifest
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
 from .fine_tune_defaults import (
-    FINE_TUNE_BATCH_CPU, FINE_TUNE_BATCH_CUDA, FINE_TUNE_CROP_PX, FINE_TUNE_EPOCHS, FINE_TUNE_FROZEN_STAGES, FINE_TUNE_LEARNING_RATE,
-    FINE_TUNE_MINUTES_CPU, FINE_TUNE_MINUTES_CUDA,
+    FINE_TUNE_BATCH_CPU,
+    FINE_TUNE_BATCH_CUDA,
+    FINE_TUNE_CROP_PX,
+    FINE_TUNE_ENCODER_WARMUP_SHARE,
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_FROZEN_STAGES,
+    FINE_TUNE_LEARNING_RATE,
+    FINE_TUNE_MINUTES_CPU,
+    FINE_TUNE_MINUTES_CUDA,
+    FINE_TUNE_VALIDATE_EVERY_S_CPU,
+    FINE_TUNE_VALIDATE_EVERY_S_CUDA,
 )
 from .losses import loss_function
 from .precision import Precision, choose_precision
 from .training_settings import TrainSettings
 from .training_start import load_training_chips, median_gsd, split_chips, starting_checkpoint
 from .training_steps import (
-    Batch, batch_maker, effective_crop_size, evaluate_pixels, freeze_early_stages, scheduled_learning_rate, seed_everything,
+    Batch, batch_maker, effective_crop_size, evaluate_pixels, freeze_early_stages, freeze_whole_encoder, in_encoder_warmup,
+    release_encoder, scheduled_learning_rate, seed_everything,
     time_left, train_mode, train_step,
 )
 
@@ -55,13 +65,14 @@ def fine_tune_settings(**overrides: Any) -> TrainSettings:
         epochs=FINE_TUNE_EPOCHS, learning_rate=FINE_TUNE_LEARNING_RATE, batch_size=FINE_TUNE_BATCH_CPU,
         crop_size=FINE_TUNE_CROP_PX, max_minutes=FINE_TUNE_MINUTES_CPU,
         warmup_steps=30, patience=12, frozen_stages=FINE_TUNE_FROZEN_STAGES,
+        encoder_warmup_share=FINE_TUNE_ENCODER_WARMUP_SHARE, validate_every_s=FINE_TUNE_VALIDATE_EVERY_S_CPU,
         augment=AugmentSettings(scale_jitter=0.2, degrade_prob=0.0, degrade_max_gsd=0.0, blur_prob=0.15,
                                 colour_jitter=0.1, noise_std=0.01, nodata_prob=0.05, mosaic_prob=0.0, flips=True),
     )
     device = overrides.get("device") or "auto"
     if resolve_device(device).startswith("cuda"):
         base.batch_size, base.learning_rate, base.epochs = FINE_TUNE_BATCH_CUDA, 2 * FINE_TUNE_LEARNING_RATE, 150
-        base.max_minutes = FINE_TUNE_MINUTES_CUDA
+        base.max_minutes, base.validate_every_s = FINE_TUNE_MINUTES_CUDA, FINE_TUNE_VALIDATE_EVERY_S_CUDA
     for key, value in overrides.items():
         if value is not None:
             setattr(base, key, value)
@@ -150,9 +161,13 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
     precision = choose_precision(device, settings.precision)
     net = precision.prepare_network(build_network(base).to(device))
     freeze_early_stages(net, settings.frozen_stages)
-    train_mode(net)
+    # the optimiser holds every weight that trains at some point; during the encoder warm-up
+    # the encoder's have no gradient, and AdamW leaves them (and their moments) untouched
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
+    if settings.encoder_warmup_share > 0:
+        freeze_whole_encoder(net)
+    train_mode(net)
     steps_per_epoch = settings.steps_per_epoch or max(1, math.ceil(len(train_chips) / settings.batch_size))
     total_steps = settings.epochs * steps_per_epoch
     if settings.max_steps:
@@ -169,6 +184,8 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
 
 
 def train_one_step(run: TrainingRun, fraction: float) -> None:
+    if fraction >= run.settings.encoder_warmup_share and in_encoder_warmup(run.net):
+        release_encoder(run.net)
     for group in run.optimiser.param_groups:
         group["lr"] = scheduled_learning_rate(run.settings, run.step, fraction)
     batch_x, batch_y = run.next_batch()
@@ -201,6 +218,18 @@ def validate_epoch(run: TrainingRun, epoch: int, val_chips: List[LoadedChip], be
         record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
         best.update(record, run.snapshot)
     return record
+
+
+def validation_due(run: TrainingRun, last_validation: float) -> bool:
+    """After every epoch, or, with ``validate_every_s``, when that long has passed or the run
+    is about to end: on small chip sets an epoch is a few steps, and scoring the validation
+    chips after each would cost more than the training itself."""
+    every = run.settings.validate_every_s
+    if not every:
+        return True
+    now = time.perf_counter()
+    ending = run.step >= run.total_steps or (run.budget_s is not None and now - run.started >= run.budget_s)
+    return ending or now - last_validation >= every
 
 
 def stop_reason(run: TrainingRun, best: BestWeights, validated: bool) -> Optional[str]:
@@ -236,13 +265,16 @@ def fit(
     best = BestWeights(patience=settings.patience)
     history: List[Dict[str, float]] = []
     stopped = "epochs done"
+    last_validation = time.perf_counter()
     try:
         for epoch in range(settings.epochs):
             train_epoch(run, epoch, progress, best, cancelled_path)
-            record = validate_epoch(run, epoch, val_chips, best)
+            validate = bool(val_chips) and (validation_due(run, last_validation) or epoch == settings.epochs - 1)
+            record = validate_epoch(run, epoch, val_chips if validate else [], best)
+            last_validation = time.perf_counter() if validate else last_validation
             history.append(record)
             progress.report(min(1.0, run.step / run.total_steps), "epoch " + _format_record(record))
-            reason = stop_reason(run, best, bool(val_chips))
+            reason = stop_reason(run, best, validate)
             if reason:
                 stopped = reason
                 break

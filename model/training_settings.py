@@ -28,6 +28,8 @@ class TrainSettings:
     calibration_chips: int = 80
     precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (model/precision.py), else fp32
     frozen_stages: int = 0  # encoder stem + this many first stages kept fixed (see freeze_early_stages)
+    encoder_warmup_share: float = 0.0  # share of the run with the whole encoder fixed (see freeze_whole_encoder)
+    validate_every_s: Optional[float] = None  # None: after every epoch; else at most this often (and at the end)
     prefetch: bool = True  # build batches in a background thread (model/batch_prefetch.py)
     loss: str = "bce_dice"  # see model/losses.py LOSSES
     augment: AugmentSettings = field(default_factory=AugmentSettings)

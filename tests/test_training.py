@@ -150,7 +150,7 @@ def test_learning_rate_warms_up_then_follows_a_cosine():
 
 
 def test_early_stopping_ends_the_run_and_says_so(tmp_path, chip_folder, tiny):
-    result = fine_tune([chip_folder], tmp_path / "p0.pt", base_checkpoint=tiny, epochs=4, device="cpu", patience=0,
+    result = fine_tune([chip_folder], tmp_path / "p0.pt", base_checkpoint=tiny, epochs=4, device="cpu", patience=0, validate_every_s=0,
                        **dict(QUICK, calibration_chips=1))
     assert len(result.history) == 1
     assert load_checkpoint(tmp_path / "p0.pt").provenance["recipe"]["stopped"] == "early stopping"

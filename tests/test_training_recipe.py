@@ -178,3 +178,56 @@ def test_frozen_stages_stay_fixed_and_the_rest_learns(arctic_chips):
     learned = [k for k in before if k.startswith(("encoder.blocks.3.", "decoder.", "segmentation_head.")) and before[k].is_floating_point()]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # weights and BN statistics
     assert any(not torch.equal(before[k], after[k]) for k in learned)
+
+
+def test_encoder_warmup_fixes_the_encoder_then_releases_it(arctic_chips):
+    """Warm-up: only decoder and head learn, through a traced encoder whose features equal the
+    eager ones; the state dict keeps its keys (snapshots, a cancel); after release the encoder
+    learns again, except the stages fixed for the whole run."""
+    from thaw_slump_mapper.model.training_steps import (
+        FrozenEncoderForward, freeze_early_stages, freeze_whole_encoder, in_encoder_warmup, release_encoder, train_mode, train_step,
+    )
+
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    net = build_network(ckpt)
+    keys = list(net.state_dict())
+    freeze_early_stages(net, 2)
+    optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    assert freeze_whole_encoder(net) > 100_000 and in_encoder_warmup(net)
+    train_mode(net)
+    assert not net.encoder.training and net.decoder.training
+    settings = fine_tune_settings(crop_size=96, batch_size=4)
+    x, y = batch_maker(arctic_chips, 3.0, ckpt.scaling, settings, np.random.default_rng(3))()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    train_step(net, optimiser, None, choose_precision("cpu", "fp32"), loss_function("bce_dice"), x, y, "cpu")
+    after = net.state_dict()
+    assert list(after) == keys
+    assert isinstance(net.encoder.forward, FrozenEncoderForward) and len(net.encoder.forward.graphs) == 1
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder.") and before[k].is_floating_point())
+    with torch.no_grad():
+        tensor = torch.from_numpy(np.ascontiguousarray(x))
+        traced = net.encoder(tensor)
+        eager = type(net.encoder).forward(net.encoder, tensor)
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(traced, eager))
+
+    assert release_encoder(net) > 100_000 and not in_encoder_warmup(net)
+    assert "forward" not in net.encoder.__dict__ and net.encoder.training
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    train_step(net, optimiser, None, choose_precision("cpu", "fp32"), loss_function("bce_dice"), x, y, "cpu")
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.conv_stem", "encoder.blocks.0.")))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoder.blocks.4.") and before[k].is_floating_point())
+
+
+def test_validation_runs_at_most_as_often_as_asked(arctic_chips):
+    """With validate_every_s the loop scores the validation chips rarely, but always at the end."""
+    from thaw_slump_mapper.model.training import fit
+
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    train, val = arctic_chips[:12], arctic_chips[12:]
+    settings = fine_tune_settings(crop_size=64, batch_size=2, max_minutes=None, max_steps=6, steps_per_epoch=1, epochs=6,
+                                  validate_every_s=3600.0, calibrate=False, encoder_warmup_share=0.5)
+    outcome = fit(ckpt, train, val, settings, 3.0)
+    validated = [r for r in outcome.history if "val_pixel_iou" in r]
+    assert len(outcome.history) == 6 and len(validated) == 1 and validated[0]["step"] == 6
