@@ -71,6 +71,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(qgis_absent, "thaw_slump_mapper_qgis_absent")
 
 
+@pytest.fixture()
+def gdal_python_bindings() -> None:
+    """engine/vector_io adds a layer to an existing GeoPackage through GDAL's Python bindings
+    (osgeo), which come with QGIS and Debian's python3-gdal but not from pip."""
+    if importlib.util.find_spec("osgeo") is None:
+        missing("GDAL's Python bindings (osgeo; Debian python3-gdal, always present in QGIS) are not installed: "
+                "engine/vector_io needs them to add a layer to an existing GeoPackage")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

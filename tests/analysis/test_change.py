@@ -178,6 +178,7 @@ def test_growth_areas_and_summary(truth, made):
     assert last["area_change_m2"] == pytest.approx(sum(g.area for g in truth.later) - sum(g.area for g in truth.earlier), rel=1e-9)
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_layers_in_different_crss(truth, tmp_path):
     """The later layer in geographic coordinates: the same classes, retreat still within a pixel."""
     earlier, later = write_truth(truth, tmp_path, later_crs_wkt="EPSG:4326")
@@ -190,6 +191,7 @@ def test_layers_in_different_crss(truth, tmp_path):
         assert abs(rows[name][0]["retreat_max_m"] - distance) <= PIXEL_M, name
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_date_field_and_three_dates_keep_ids(truth, tmp_path):
     """One layer holding three inventories in a date field; the third repeats the second."""
     earlier, later = truth.earlier[:60], truth.later[:60]
@@ -225,6 +227,7 @@ def test_missing_dates_is_one_clear_line(layers, tmp_path, capsys):
         compare_inventories(layers, tmp_path / "c.gpkg", dates="2019-07-15,July 2021")
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_output_is_checked_first_and_never_replaced_silently(small_layers, tmp_path, capsys):
     layers = small_layers
     output = tmp_path / "mine.gpkg"
@@ -271,6 +274,7 @@ def test_change_report_has_the_change_section(made, tmp_path):
     assert page.count("data:image/png;base64,") >= 4 + 8
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_an_empty_later_layer_means_every_slump_is_not_seen_again(truth, layers, tmp_path):
     empty = tmp_path / "empty.gpkg"
     write_polygons(empty, "slumps", [], truth.crs_wkt, {"name": "str:40"})

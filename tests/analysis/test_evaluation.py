@@ -62,6 +62,7 @@ def test_identical_layers_score_perfectly():
     assert ap_score_ranked(refs, [0.9] * 5, refs) == pytest.approx(1.0)
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_shifted_layers_cross_the_threshold_where_iou_says(tmp_path):
     refs = _grid_boxes(4)
     # A 100 m box shifted by dx has IoU (100 - dx) / (100 + dx): 20 m -> 0.667, 40 m -> 0.429.
@@ -114,6 +115,7 @@ def test_merged_slump_gives_one_fp_and_two_fn():
     assert (one.tp, one.fp, one.fn) == (1, 0, 1)  # one-to-one still misses the second slump
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_empty_layers(tmp_path):
     refs = _grid_boxes(3)
     none = paper_rule_scores([], refs)

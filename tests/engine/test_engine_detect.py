@@ -162,6 +162,7 @@ def test_cancel_leaves_no_complete_output(low_threshold_ckpt, chip_paths, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.usefixtures("gdal_python_bindings")  # a layer added to an existing GeoPackage
 def test_existing_layer_is_never_overwritten_silently(low_threshold_ckpt, chip_paths, tmp_path):
     out = tmp_path / "keep.gpkg"
     run_detection(DetectionRequest(chip_paths[0], out, checkpoint_path=low_threshold_ckpt, bands=[1, 2, 3], threshold=0.01, min_area_m2=0))
