@@ -14,8 +14,8 @@ from pathlib import Path
 import fiona
 import pytest
 
-from .test_light_install import QGIS_PROCESS, light_site_packages  # noqa: F401 (fixture used by name)
 from ..processing.test_processing_model import model_inputs  # noqa: F401 (fixture used by name)
+from .test_light_install import QGIS_PROCESS, light_site_packages  # noqa: F401 (fixture used by name)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
