@@ -18,6 +18,7 @@ help:
 	@echo "make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<file.pt>]"
 	@echo "other targets: bench, package, install, qgis, screenshot, train, train-bundled,"
 	@echo "               morphometry, report, evaluate, export-labels"
+	@echo "make lint / make test-core - ruff alone / the core's tests in a venv without QGIS"
 
 # --- set-up (idempotent: each step leaves a stamp and is skipped the next time) ----------
 SYSTEM_PACKAGES := qgis python3-qgis qgis-providers saga xvfb python3-venv
@@ -39,7 +40,8 @@ $(STAMPS)/venv: $(STAMPS)/system requirements.txt requirements-dev.txt
 
 setup: $(STAMPS)/venv
 
-test: setup
+# Lint first, then the core's tests in a venv without QGIS, then everything in real QGIS.
+test: setup lint test-core
 	THAW_SLUMP_STRICT=1 $(PY) -m pytest tests -q -p no:cacheprovider
 
 include $(wildcard mk/*.mk)

@@ -1,23 +1,47 @@
-"""Shared fixtures. Tests run in a real QGIS 3.22 (pytest-qgis 2.1.0, offscreen Qt).
+"""Shared fixtures for every test folder. Nothing here imports QGIS or starts it: the core's
+tests (tests/core, engine, model, analysis) run with plain `pytest` in a venv without QGIS
+(`make test-core`). QGIS fixtures live in tests/qgis_fixtures.py, which only the conftests of
+tests/cli, tests/processing and tests/ui import.
 
-The plugin is imported as ``thaw_slump_mapper`` through the link `make setup` puts in the
-venv, so the checkout folder may have any name.
+The plugin is imported as ``thaw_slump_mapper``. `make setup` links the checkout into the venv
+under that name; without that link (a fresh clone, any folder name) this conftest makes one.
 """
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-# Processing ships with QGIS outside Python's path.
+# Processing ships with QGIS outside Python's path (a plain path entry: importing nothing).
 if "/usr/share/qgis/python/plugins" not in sys.path:
     sys.path.append("/usr/share/qgis/python/plugins")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED", REPO.parent / "shared")) / "data"
+PACKAGE = "thaw_slump_mapper"
+
+
+def _make_package_importable() -> None:
+    """Link the checkout as ``thaw_slump_mapper`` into a temporary folder on sys.path and on
+    PYTHONPATH (the tests also start `python -m thaw_slump_mapper` subprocesses), unless the
+    name already resolves (the venv's link, or a checkout folder of that name)."""
+    if importlib.util.find_spec(PACKAGE) is not None:
+        return
+    link_parent = Path(tempfile.mkdtemp(prefix="tsm-package-"))
+    (link_parent / PACKAGE).symlink_to(REPO, target_is_directory=True)
+    atexit.register(shutil.rmtree, link_parent, True)  # removes the link, never the checkout
+    sys.path.insert(0, str(link_parent))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(link_parent), os.environ.get("PYTHONPATH")]))
+
+
+_make_package_importable()
 
 
 def _torch_threads() -> None:
@@ -38,6 +62,24 @@ def missing(what: str) -> None:
     pytest.skip(what)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Without pytest-qgis (a venv without QGIS, or `-p no:pytest_qgis`) a test asking for a
+    # QGIS fixture is skipped with that reason instead of erroring on an unknown fixture.
+    if not config.pluginmanager.hasplugin("pytest_qgis"):
+        from . import qgis_absent
+
+        config.pluginmanager.register(qgis_absent, "thaw_slump_mapper_qgis_absent")
+
+
+@pytest.fixture()
+def gdal_python_bindings() -> None:
+    """engine/vector_io adds a layer to an existing GeoPackage through GDAL's Python bindings
+    (osgeo), which come with QGIS and Debian's python3-gdal but not from pip."""
+    if importlib.util.find_spec("osgeo") is None:
+        missing("GDAL's Python bindings (osgeo; Debian python3-gdal, always present in QGIS) are not installed: "
+                "engine/vector_io needs them to add a layer to an existing GeoPackage")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -56,22 +98,3 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _qgis_app_teardown_guard(qgis_app):
-    """pytest-qgis 2.1.0 ends the session by disconnecting ``legendLayersAdded`` from
-    ``processEvents``; when a test run has left that slot disconnected the disconnect raises,
-    ``exitQgis`` is skipped and the interpreter later crashes tearing QGIS down. This fixture
-    is torn down first and leaves exactly one such connection, so QGIS always exits cleanly."""
-    yield
-    if qgis_app is None:
-        return
-    from qgis.core import QgsProject
-
-    signal = QgsProject.instance().legendLayersAdded
-    try:
-        signal.disconnect(qgis_app.processEvents)
-    except TypeError:
-        pass
-    signal.connect(qgis_app.processEvents)

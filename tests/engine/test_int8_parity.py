@@ -1,0 +1,87 @@
+"""int8 (VNNI) inference against fp32 on the real ARTS chips: probabilities and instance F1.
+
+Tolerances, and why. Detection thresholds the probability at 0.5 and keeps polygons whose
+area passes min_area, so what a user sees changes only where the decision flips. Weights and
+activations in 8 bits carry ~0.4 % relative error per layer, which accumulates over the ~60
+convolutions to a few hundredths of probability in the bulk and more on a few pixels near
+the decision boundary. So the test bounds the mean |p_int8 - p_fp32| (<= 0.02), the share of
+valid pixels whose threshold decision flips (<= 2 %), and the polygons (see the last test). The
+probability raster is stored in whole percent, so differences below 0.01 are invisible."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+
+from thaw_slump_mapper.analysis.evaluation import one_to_one_scores, paper_rule_scores
+from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
+from thaw_slump_mapper.engine.quantize import cpu_has_vnni
+from thaw_slump_mapper.engine.vector_io import read_polygons
+
+from ..conftest import missing
+
+
+@pytest.fixture(scope="module")
+def both_precisions(chip_paths, shared_data, tmp_path_factory):
+    if not chip_paths:
+        missing("the ARTS chips under ../shared/data/arctic_rts_chips/chips are missing")
+    work = tmp_path_factory.mktemp("int8")
+    runs, footprints = {}, []
+    for chip in chip_paths:
+        with rasterio.open(chip) as src:
+            footprints.append(shapely.box(*src.bounds))
+    for precision in ("fp32", "int8"):
+        probabilities, polygons = [], []
+        for i, chip in enumerate(chip_paths):
+            result = run_detection(DetectionRequest(chip, work / f"{precision}_{i}.gpkg", bands=[1, 2, 3], precision=precision))
+            with rasterio.open(result.probability_path) as src:
+                probabilities.append(src.read(1))
+            polygons += [f.geometry for f in result.features]
+            assert result.backend == ("onnxruntime" if precision == "fp32" else "onnxruntime int8")
+        runs[precision] = (probabilities, polygons)
+    truth = read_polygons(shared_data / "arctic_rts_chips" / "GroundTruth_Final.geojson")
+    covered = shapely.union_all(footprints)
+    # the expert outlines the chips show (the layer covers far more ground than the 16 chips)
+    references = [f.geometry for f in truth.features
+                  if str(f.properties.get("TrainClass", "Positive")) != "Negative" and f.geometry.intersects(covered)]
+    return runs, references
+
+
+def test_int8_probability_stays_close_to_fp32(both_precisions):
+    runs, _ = both_precisions
+    diffs, flips, n = [], 0, 0
+    for a, b in zip(runs["fp32"][0], runs["int8"][0]):
+        valid = (a != 255) & (b != 255)
+        pa, pb = a[valid] / 100.0, b[valid] / 100.0
+        diffs.append(np.abs(pa - pb))
+        flips += int(np.count_nonzero((pa >= 0.5) != (pb >= 0.5)))
+        n += pa.size
+    diff = np.concatenate(diffs)
+    print(f"int8 vs fp32 on {len(runs['fp32'][0])} chips: mean |dp| {diff.mean():.4f}, p99 {np.percentile(diff, 99):.3f}, "
+          f"max {diff.max():.2f}, decision flips {flips / n:.4f}")
+    assert diff.mean() <= 0.02  # measured 0.0036
+    assert flips / n <= 0.02  # measured 0.0030
+
+
+def test_int8_polygons_match_fp32_and_the_references_alike(both_precisions):
+    # The issue asks for an instance-F1 change <= 0.01. The 16 chips show only 18 expert
+    # outlines, so one match more or less moves F1 by ~0.07: the criterion cannot be resolved
+    # on this data (measured: fp32 0.467, int8 0.533, i.e. int8 matched ONE more outline).
+    # What can be asserted: at most one match differs, and int8 reproduces fp32's polygons.
+    runs, references = both_precisions
+    scores = {p: paper_rule_scores(runs[p][1], references) for p in runs}
+    agreement = one_to_one_scores(runs["int8"][1], runs["fp32"][1])
+    print(f"instance F1 (paper rule, IoU 0.5, {len(references)} references): fp32 {scores['fp32'].f1:.4f} "
+          f"({len(runs['fp32'][1])} polygons), int8 {scores['int8'].f1:.4f} ({len(runs['int8'][1])} polygons); "
+          f"int8 against fp32 polygons: F1 {agreement.f1:.3f}")
+    assert len(runs["fp32"][1]) > 0
+    assert abs(scores["int8"].tp - scores["fp32"].tp) <= 1
+    assert agreement.f1 >= 0.9
+
+
+def test_auto_precision_picks_int8_only_with_vnni():
+    from thaw_slump_mapper.engine.quantize import resolve_precision
+
+    assert resolve_precision("auto") == ("int8" if cpu_has_vnni() else "fp32")
+    assert resolve_precision("fp32") == "fp32"
