@@ -141,7 +141,7 @@ def new_checkpoint(
     """Wrap a network in a checkpoint (weights copied to CPU)."""
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     ckpt = Checkpoint(architecture=architecture, bands=list(bands), gsd_m=float(gsd_m), scaling=scaling, state_dict=state, **settings)
-    ckpt.provenance.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    ckpt.provenance.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     _validate(ckpt.describe_dict(), "new checkpoint")
     return ckpt
 

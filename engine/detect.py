@@ -247,7 +247,7 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
 
 
 def _features(components, crs, min_area: float, ckpt, request: DetectionRequest) -> List[PolygonFeature]:
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     model_name = f"{ckpt.name} v{ckpt.version}"
     features: List[PolygonFeature] = []
     for comp in components:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..core.checkpoint import bundled_checkpoint_path
 from ..core.progress import Progress
 from .augment import AugmentSettings
-from ..core.checkpoint import bundled_checkpoint_path
 from .training import TrainResult, train_model
 from .training_settings import TrainSettings
 

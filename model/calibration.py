@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..engine.outline_cleanup import NO_CLEANUP, CleanupSettings, clean_outlines
-from ..core.progress import Progress
 from ..core.checkpoint import Checkpoint
 from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip
+from ..core.progress import Progress
+from ..engine.outline_cleanup import NO_CLEANUP, CleanupSettings, clean_outlines
 
 # Candidates searched when calibrating detection on validation chips (the paper dropped
 # polygons under 0.3 ha; the search may keep that or pick another floor).

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from ..core.errors import Cancelled
 from ..core.checkpoint import Checkpoint, save_checkpoint
+from ..core.errors import Cancelled
 
 StateDict = Dict[str, Any]
 IOU_TIE = 1e-4  # IoU differences this small count as a tie; the lower validation loss then wins

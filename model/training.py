@@ -23,14 +23,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.checkpoint import Checkpoint, build_network, save_checkpoint
+from ..core.chip_format import LoadedChip, read_manifest
 from ..core.devices import resolve_device
 from ..core.errors import UserError
 from ..core.progress import Progress
 from .augment import AugmentSettings
 from .batch_prefetch import BatchPrefetcher
 from .calibration import calibrate_on_chips
-from ..core.checkpoint import Checkpoint, build_network, save_checkpoint
-from ..core.chip_format import LoadedChip, read_manifest
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
 from .fine_tune_defaults import (
     FINE_TUNE_BATCH_CPU,
@@ -50,9 +50,19 @@ from .precision import Precision, choose_precision
 from .training_settings import TrainSettings
 from .training_start import load_training_chips, median_gsd, split_chips, starting_checkpoint
 from .training_steps import (
-    Batch, batch_maker, effective_crop_size, evaluate_pixels, freeze_early_stages, freeze_whole_encoder, in_encoder_warmup,
-    release_encoder, scheduled_learning_rate, seed_everything,
-    time_left, train_mode, train_step,
+    Batch,
+    batch_maker,
+    effective_crop_size,
+    evaluate_pixels,
+    freeze_early_stages,
+    freeze_whole_encoder,
+    in_encoder_warmup,
+    release_encoder,
+    scheduled_learning_rate,
+    seed_everything,
+    time_left,
+    train_mode,
+    train_step,
 )
 
 

@@ -9,11 +9,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..core.checkpoint import Checkpoint, build_network, checkpoint_or_bundled, load_checkpoint, new_checkpoint
+from ..core.chip_format import MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from ..core.errors import UserError
 from ..core.progress import Progress
 from ..core.scaling import default_scaling
-from ..core.checkpoint import Checkpoint, build_network, checkpoint_or_bundled, load_checkpoint, new_checkpoint
-from ..core.chip_format import MASK_SLUMP, LoadedChip, load_chip_folder, read_manifest
 from .pretrained_encoder import LITE0_ENCODER, load_lite0_imagenet
 
 RGB = ["red", "green", "blue"]

@@ -8,8 +8,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .augment import normalise, pad_to, render_chip, training_sample
 from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip
+from .augment import normalise, pad_to, render_chip, training_sample
 from .losses import bce_dice_loss
 from .precision import Precision, choose_precision
 from .training_settings import TrainSettings

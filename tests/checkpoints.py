@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
+from thaw_slump_mapper.core.checkpoint import Checkpoint, build_network, new_checkpoint, save_checkpoint
 from thaw_slump_mapper.core.scaling import default_scaling
-from thaw_slump_mapper.core.checkpoint import build_network, new_checkpoint, save_checkpoint, Checkpoint
 
 TINY_ARCHITECTURE = {
     "class": "Unet",

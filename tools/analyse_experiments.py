@@ -14,10 +14,9 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
-
 
 
 def load_predictions(path: Path) -> list:

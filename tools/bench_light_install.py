@@ -56,7 +56,7 @@ def table(times: Dict[str, List[float]], runs: int) -> str:
     rows = [f"| {name} | {t[0]:.1f} s | {', '.join(f'{x:.1f}' for x in t[1:])} s |" for name, t in times.items()]
     return "\n".join([
         f"Run: `tools/bench_light_install.py --runs {runs}` on {os.uname().nodename} ({os.cpu_count()} cores), "
-        f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC: `qgis_process run thawslump:detect` on the demo scene "
+        f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC: `qgis_process run thawslump:detect` on the demo scene "
         "(251 x 251 px at 10 m), bundled model, CPU, whole process (QGIS start, plugin load, detection, writing).",
         "", "| install | first run | later runs |", "| --- | --- | --- |", *rows, "",
         f"Later runs, median: the light install takes {light / full:.2f}x the time of the full one "

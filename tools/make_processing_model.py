@@ -45,8 +45,6 @@ def build_model():
     """The model; the thawslump provider must be registered so the children resolve."""
     from qgis.core import (
         QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelChildParameterSource as Source,
         QgsProcessingModelOutput,
         QgsProcessingModelParameter,
         QgsProcessingParameterBoolean,
@@ -54,6 +52,9 @@ def build_model():
         QgsProcessingParameterNumber,
         QgsProcessingParameterRasterLayer,
         QgsProcessingParameterString,
+    )
+    from qgis.core import (
+        QgsProcessingModelChildParameterSource as Source,
     )
     from qgis.PyQt.QtCore import QPointF
 

@@ -109,8 +109,8 @@ def main() -> int:
 
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
     from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-    from thaw_slump_mapper.model.sentinel2_chips_builder import build_sentinel2_chips
     from thaw_slump_mapper.model.calibration import predict_chips
+    from thaw_slump_mapper.model.sentinel2_chips_builder import build_sentinel2_chips
     from thaw_slump_mapper.model.training import fit
     from thaw_slump_mapper.model.training_start import imagenet_checkpoint, load_training_chips
 

@@ -13,7 +13,6 @@ from typing import Any, Callable, List, Optional
 from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
 from qgis.PyQt.QtCore import Qt
-from ..core.devices import DEVICE_CHOICES
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,6 +25,8 @@ from qgis.PyQt.QtWidgets import (
     QPushButton,
     QVBoxLayout,
 )
+
+from ..core.devices import DEVICE_CHOICES
 
 EXTENT_WHOLE, EXTENT_CANVAS, EXTENT_SELECTED = "whole", "canvas", "selected"
 EXTENT_MODES = ((EXTENT_WHOLE, "Whole layer"), (EXTENT_CANVAS, "Current map canvas"), (EXTENT_SELECTED, "Selected polygons of a layer"))
@@ -208,8 +209,8 @@ def default_bands(model_bands: List[str], layer: Any, log: Callable[[str], None]
     count = len(model_bands)
     if not isinstance(layer, QgsRasterLayer):
         return [None] * count
-    from ..engine.bands import choose_bands_for_file, resolve_bands
     from ..core.errors import UserError
+    from ..engine.bands import choose_bands_for_file, resolve_bands
 
     try:
         # Colour tags, band descriptions, then defaults by data type, exactly as detection chooses.

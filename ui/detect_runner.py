@@ -62,8 +62,8 @@ class DetectInputs:
 
 def detection_request(inputs: DetectInputs) -> Any:
     """The engine's DetectionRequest for the form's values (raises UserError on bad input)."""
-    from ..engine.detect import DetectionRequest
     from ..core.errors import UserError
+    from ..engine.detect import DetectionRequest
 
     if not isinstance(inputs.image, QgsRasterLayer):
         raise UserError("Choose the image to search: add a raster layer to the project first.")

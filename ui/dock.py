@@ -21,11 +21,22 @@ from qgis.PyQt.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
 from . import dependency_check
 from .detect_form import EXTENT_WHOLE, DetectForm, checkpoint_summary
 from .detect_runner import (
-    DetectInputs, DetectRunner, add_result_layers, detection_request, layer_file, next_free_output, safe_stem,
+    DetectInputs,
+    DetectRunner,
+    add_result_layers,
+    detection_request,
+    layer_file,
+    next_free_output,
+    safe_stem,
 )
 from .detect_task import DetectTask
 from .follow_up import (
-    REPORT_ALGORITHM, TRAIN_ALGORITHM, fine_tune_parameters, fine_tuned_checkpoint, open_algorithm_dialog, report_parameters,
+    REPORT_ALGORITHM,
+    TRAIN_ALGORITHM,
+    fine_tune_parameters,
+    fine_tuned_checkpoint,
+    open_algorithm_dialog,
+    report_parameters,
 )
 from .install_offer import InstallOffer
 

@@ -141,7 +141,7 @@ def _add_scene_layer(task: SceneTask, partial: Path, result, elapsed: float) -> 
         "scene": task.scene.key, "path": str(task.scene.path), "source": task.scene.name,
         "bands": ",".join(map(str, task.scene.bands or ())), "acquired": acquisition_date(tags, task.scene.name),
         "n_slumps": result.n_slumps, "area_m2": round(result.total_area_m2, 2), "elapsed_s": round(elapsed, 3),
-        "worker": worker_label(), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "worker": worker_label(), "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "pixel_size": pixel_size, "model": result.checkpoint_summary.split(":")[0][:120], "device": result.device_name[:80],
     }
     schema = {"geometry": "Polygon", "properties": SCENE_SCHEMA}

@@ -15,11 +15,11 @@ from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
 
-from thaw_slump_mapper.analysis.label_export import ExportOptions, LABELS_GEOJSON, export_labels, uid_for
-from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA
-from thaw_slump_mapper.core.errors import UserError
-from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
+from thaw_slump_mapper.analysis.label_export import LABELS_GEOJSON, ExportOptions, export_labels, uid_for
 from thaw_slump_mapper.core.chip_format import MANIFEST_COLUMNS, read_manifest
+from thaw_slump_mapper.core.errors import UserError
+from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA
+from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
 
 REPO = Path(__file__).resolve().parents[2]
 # One expert-corrected slump, and about 1.7% of its RGB pixels unimaged (0 in every band).

@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from ..conftest import missing
-from .fine_dem import build_fine_dem, fine_polygons
-from ..morphometry_helpers import polygon_means, read_grid, run_saga, saga_available
-
 from thaw_slump_mapper.analysis import terrain
 from thaw_slump_mapper.analysis.morphometry import morphometry_for_geometries
 from thaw_slump_mapper.analysis.solar_radiation import SolarSettings
+
+from ..conftest import missing
+from ..morphometry_helpers import polygon_means, read_grid, run_saga, saga_available
+from .fine_dem import build_fine_dem, fine_polygons
 
 DAY = dt.date(2019, 6, 15)
 SHAPE, CELL_M = (200, 300), 2.0

@@ -8,17 +8,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ..conftest import missing
-
 from thaw_slump_mapper.analysis.morphometry import morphometry_for_geometries
 from thaw_slump_mapper.analysis.solar_radiation import (
-    SolarSettings, julian_day, optical_air_mass, saga_moments, saga_shadow, sun_position,
+    SolarSettings,
+    julian_day,
+    optical_air_mass,
+    saga_moments,
+    saga_shadow,
+    sun_position,
 )
 
+from ..conftest import missing
 from ..morphometry_helpers import (
-    SOLAR_DAYS, crop_dem, polygon_means, read_grid, run_saga, saga_available, slump_shapes_on_dem,
+    SOLAR_DAYS,
+    crop_dem,
+    polygon_means,
+    read_grid,
+    run_saga,
+    saga_available,
+    slump_shapes_on_dem,
 )
-
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,12 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ..conftest import missing
-
 from thaw_slump_mapper.analysis.morphometry import morphometry_for_geometries
 
+from ..conftest import missing
 from ..morphometry_helpers import crop_dem, polygon_means, read_grid, run_saga, saga_available, slump_shapes_on_dem
-
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -27,7 +27,7 @@ from thaw_slump_mapper.engine.bands import choose_bands
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, write_polygons
 
 from ..engine_helpers import chip_rgb, write_raster
-from ..output_safety_helpers import assert_unchanged, cli, corrected_geopackage, interrupt_when, layers, md5, snapshot
+from ..output_safety_helpers import assert_unchanged, cli, corrected_geopackage, interrupt_when, layers, snapshot
 
 EPSG_3413 = rasterio.crs.CRS.from_epsg(3413).to_wkt()
 
@@ -258,8 +258,8 @@ def test_case11_evaluate_bad_output_and_crs_mismatch_are_one_line(work):
 
 # ---------------------------------------------------------------- case 14
 def test_case14_checkpoint_errors_are_plain_words(tmp_path):
-    from thaw_slump_mapper.core.errors import UserError
     from thaw_slump_mapper.core.checkpoint import load_checkpoint
+    from thaw_slump_mapper.core.errors import UserError
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"PK\x03\x04" + b"\x00" * 200)

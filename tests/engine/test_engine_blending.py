@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
+from thaw_slump_mapper.core.checkpoint import load_checkpoint
 from thaw_slump_mapper.engine.backends import make_predictor
 from thaw_slump_mapper.engine.inference import predict_array
 from thaw_slump_mapper.engine.tiling import blend_window, tile_starts
-from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
 from ..engine_helpers import chip_rgb
 

@@ -7,12 +7,12 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA, DetectionRequest, run_detection
 from thaw_slump_mapper.core.errors import Cancelled, UserError
-from thaw_slump_mapper.engine.extent import Extent
-from thaw_slump_mapper.engine.measures import true_area_perimeter
 from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.core.scaling import apply_scaling, compute_stretch, default_scaling, valid_pixels
+from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA, DetectionRequest, run_detection
+from thaw_slump_mapper.engine.extent import Extent
+from thaw_slump_mapper.engine.measures import true_area_perimeter
 from thaw_slump_mapper.engine.vector_io import read_polygons
 from thaw_slump_mapper.engine.vectorize import vectorize_components
 from thaw_slump_mapper.tests.checkpoints import make_tiny_checkpoint

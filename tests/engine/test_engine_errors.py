@@ -8,9 +8,9 @@ import pytest
 import torch
 from affine import Affine
 
-from thaw_slump_mapper.engine.bands import resolve_bands
-from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.core.checkpoint import load_checkpoint
+from thaw_slump_mapper.core.errors import UserError
+from thaw_slump_mapper.engine.bands import resolve_bands
 
 from ..engine_helpers import write_raster
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
+from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 from thaw_slump_mapper.engine.inference import predict_array
 from thaw_slump_mapper.engine.onnx_model import SOURCE_FINGERPRINT_KEY, load_onnx_checkpoint, read_description, shipped_onnx_path
-from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 
 
 def test_shipped_graph_belongs_to_the_bundled_checkpoint():

@@ -7,10 +7,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 
+from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.engine import detect
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 from thaw_slump_mapper.engine.raster_source import open_raster, processing_grid
-from thaw_slump_mapper.core.progress import Progress
 
 from ..engine_helpers import chip_rgb, write_raster
 

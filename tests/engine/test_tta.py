@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from thaw_slump_mapper.core.checkpoint import load_checkpoint
+from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.backends import make_predictor
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
-from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.tta import with_tta
-from thaw_slump_mapper.core.checkpoint import load_checkpoint
 
 
 def test_d4_is_the_mean_of_the_inverted_predictions(tiny_checkpoint):

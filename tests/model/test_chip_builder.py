@@ -1,8 +1,6 @@
 """The Arctic chip builder: masks are the rasterised expert GroundTruth, never band 4."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import fiona
 import numpy as np
 import pytest
@@ -10,9 +8,9 @@ import rasterio
 import shapely
 from shapely.geometry import box, shape
 
+from thaw_slump_mapper.core.chip_format import MANIFEST_COLUMNS, MASK_IGNORE, read_manifest
 from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-from thaw_slump_mapper.core.chip_format import MANIFEST_COLUMNS, MASK_IGNORE, read_manifest
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,16 @@
 """Fine-tuning: a tiny model learns generated slumps, and every bad input gets its UserError."""
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from thaw_slump_mapper.core.errors import Cancelled, UserError
-from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.core.checkpoint import build_network, load_checkpoint
 from thaw_slump_mapper.core.chip_format import MANIFEST_NAME, load_chip_folder
+from thaw_slump_mapper.core.errors import Cancelled, UserError
+from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.model.early_stopping import cancelled_best_path
 from thaw_slump_mapper.model.training import fine_tune
 from thaw_slump_mapper.model.training_steps import evaluate_pixels

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
+from thaw_slump_mapper.core.chip_format import MASK_IGNORE
 from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.outline_cleanup import CleanupSettings, clean_outlines
 from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
-from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
-from thaw_slump_mapper.core.chip_format import MASK_IGNORE
+from thaw_slump_mapper.model.calibration import PAPER_MIN_AREA_M2, best_calibration
 from thaw_slump_mapper.model.losses import LOSSES, loss_function
 from thaw_slump_mapper.model.precision import choose_precision, cpu_has_bf16
-from thaw_slump_mapper.model.calibration import PAPER_MIN_AREA_M2, best_calibration
 from thaw_slump_mapper.model.training import fine_tune_settings
 from thaw_slump_mapper.model.training_start import load_training_chips
 from thaw_slump_mapper.model.training_steps import batch_maker, effective_crop_size
@@ -185,7 +184,13 @@ def test_encoder_warmup_fixes_the_encoder_then_releases_it(arctic_chips):
     eager ones; the state dict keeps its keys (snapshots, a cancel); after release the encoder
     learns again, except the stages fixed for the whole run."""
     from thaw_slump_mapper.model.training_steps import (
-        FrozenEncoderForward, freeze_early_stages, freeze_whole_encoder, in_encoder_warmup, release_encoder, train_mode, train_step,
+        FrozenEncoderForward,
+        freeze_early_stages,
+        freeze_whole_encoder,
+        in_encoder_warmup,
+        release_encoder,
+        train_mode,
+        train_step,
     )
 
     ckpt = load_checkpoint(bundled_checkpoint_path())

@@ -23,13 +23,13 @@ from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, box, shape
 
 import thaw_slump_mapper
+from thaw_slump_mapper.core.errors import Cancelled, UserError
+from thaw_slump_mapper.core.progress import Progress
 from thaw_slump_mapper.engine.batch import BatchRequest, run_batch, work_folder
 from thaw_slump_mapper.engine.batch.dedupe import Detection, deduplicate
 from thaw_slump_mapper.engine.batch.scenes import acquisition_date, collect_scenes
 from thaw_slump_mapper.engine.batch.worker import scene_file
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
-from thaw_slump_mapper.core.errors import Cancelled, UserError
-from thaw_slump_mapper.core.progress import Progress
 
 from ..conftest import REPO, missing
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from qgis.PyQt import sip
 from qgis.core import (
     QgsProcessing,
     QgsProcessingModelAlgorithm,
@@ -17,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsVectorLayer,
 )
+from qgis.PyQt import sip
 
 from thaw_slump_mapper.analysis.change import CHANGE_SCHEMA
 

@@ -202,8 +202,9 @@ def test_case13_missing_package_gives_the_install_hint(provider, work, monkeypat
 
 
 def test_case13_dock_with_a_dem_that_is_not_a_file(qgis_app, qgis_iface, qgis_new_project, work, tiny_checkpoint, chip_paths):
-    from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock
     from qgis.core import QgsSettings
+
+    from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock
 
     dem_file = work.parent / f"{work.name}_dem.tif"
     shutil.copy(chip_paths[1], dem_file)

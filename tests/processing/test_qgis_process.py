@@ -12,9 +12,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from qgis.core import QgsVectorLayer
 
 from ..conftest import missing
-from qgis.core import QgsVectorLayer
 
 REPO = Path(__file__).resolve().parents[2]
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"

@@ -11,8 +11,9 @@ RUN_TIMEOUT_MS = 120_000
 
 @pytest.fixture()
 def dock(qgis_app, qgis_iface, qgis_new_project, qtbot):
-    from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock
     from qgis.core import QgsSettings
+
+    from thaw_slump_mapper.ui.dock import SETTINGS_PREFIX, DetectDock
 
     widget = DetectDock(qgis_iface)
     widget.show()
