@@ -296,13 +296,25 @@ def _copy_features(source_layer, target, name: str) -> None:
             raise UserError(f"Cannot write a feature into the GeoPackage ({gdal.GetLastErrorMsg()}).")
 
 
+def _gdal_bindings(target_gpkg: Path) -> tuple:
+    """GDAL's own Python bindings: the only way here to change a GeoPackage inside one SQLite
+    transaction. QGIS and Debian's python3-gdal ship them; pip-only environments lack them."""
+    try:
+        from osgeo import gdal, ogr
+    except ImportError:
+        raise UserError(
+            f"Adding a layer to the existing {target_gpkg.name} needs GDAL's Python bindings (python3-gdal, part of QGIS); "
+            "run this in QGIS or install python3-gdal, or write to a new .gpkg file."
+        ) from None
+    return gdal, ogr
+
+
 def copy_layer_into_geopackage(source_gpkg: Path, target_gpkg: Path, layer: str, replace: bool) -> None:
     """Copy ``layer`` from a finished temporary GeoPackage into an existing one, in one SQLite
     transaction: other layers are never touched, and a replaced layer is swapped only at commit
     (a kill before then leaves the file as it was). The file is changed in place, so QGIS
     sessions holding it open keep seeing it."""
-    from osgeo import gdal, ogr
-
+    gdal, ogr = _gdal_bindings(target_gpkg)
     staged_name = "tsm_partial_" + uuid.uuid4().hex[:12]
     source = ogr.Open(str(source_gpkg))
     target = gdal.OpenEx(str(target_gpkg), gdal.OF_VECTOR | gdal.OF_UPDATE, allowed_drivers=["GPKG"])
