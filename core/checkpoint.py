@@ -187,7 +187,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, TypeError) as err:
-        raise UserError(f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({_load_failure(err)}); pick a file saved by this plugin.") from None
+        raise UserError(
+            f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({_load_failure(err)}); "
+            "pick a file saved by this plugin."
+        ) from None
     if not isinstance(payload, dict):
         raise UserError(f"Checkpoint {path.name} is not a thaw slump checkpoint (no description inside); pick a file saved by this plugin.")
     _validate(payload, path.name)
