@@ -285,11 +285,11 @@ class Matching:
     _contacts_of: Dict[int, List[int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:  # indexes, so that each look-up is O(1)
-        for e, l, _ in self.strong:
-            self._earlier_of.setdefault(l, []).append(e)
-            self._later_of.setdefault(e, []).append(l)
-        for e, l in self.weak:
-            self._contacts_of.setdefault(l, []).append(e)
+        for earlier_i, later_i, _ in self.strong:
+            self._earlier_of.setdefault(later_i, []).append(earlier_i)
+            self._later_of.setdefault(earlier_i, []).append(later_i)
+        for earlier_i, later_i in self.weak:
+            self._contacts_of.setdefault(later_i, []).append(earlier_i)
 
     def earlier_of(self, later: int) -> List[int]:
         return self._earlier_of.get(later, [])
@@ -312,8 +312,8 @@ def match_inventories(earlier: Sequence[BaseGeometry], later: Sequence[BaseGeome
     overlap = shapely.area(shapely.intersection(earlier_arr[earlier_idx], later_arr[later_idx]))
     smaller = np.minimum(shapely.area(earlier_arr[earlier_idx]), shapely.area(later_arr[later_idx]))
     is_strong = (overlap > 0) & (overlap >= min_overlap * smaller)
-    strong = [(int(e), int(l), float(a)) for e, l, a, s in zip(earlier_idx, later_idx, overlap, is_strong) if s]
-    weak = [(int(e), int(l)) for e, l, s in zip(earlier_idx, later_idx, is_strong) if not s]
+    strong = [(int(earlier_i), int(later_i), float(a)) for earlier_i, later_i, a, s in zip(earlier_idx, later_idx, overlap, is_strong) if s]
+    weak = [(int(earlier_i), int(later_i)) for earlier_i, later_i, s in zip(earlier_idx, later_idx, is_strong) if not s]
     return Matching(sorted(strong), sorted(weak))
 
 
@@ -343,13 +343,13 @@ def inherit_slump_ids(earlier: Sequence[Slump], later: Sequence[Slump], matching
     the ARTS UID of its own first outline."""
     best_later: Dict[int, Tuple[float, int]] = {}
     best_earlier: Dict[int, Tuple[float, int]] = {}
-    for e, l, area in matching.strong:
-        best_later[e] = max(best_later.get(e, (-1.0, -1)), (area, l))
-        best_earlier[l] = max(best_earlier.get(l, (-1.0, -1)), (area, e))
-    for l, slump in enumerate(later):
-        e = best_earlier.get(l, (0.0, -1))[1]
-        inherited = e >= 0 and best_later[e][1] == l
-        slump.slump_id = earlier[e].slump_id if inherited else (slump.slump_id or slump.uid)
+    for earlier_i, later_i, area in matching.strong:
+        best_later[earlier_i] = max(best_later.get(earlier_i, (-1.0, -1)), (area, later_i))
+        best_earlier[later_i] = max(best_earlier.get(later_i, (-1.0, -1)), (area, earlier_i))
+    for later_i, slump in enumerate(later):
+        earlier_i = best_earlier.get(later_i, (0.0, -1))[1]
+        inherited = earlier_i >= 0 and best_later[earlier_i][1] == later_i
+        slump.slump_id = earlier[earlier_i].slump_id if inherited else (slump.slump_id or slump.uid)
 
 
 def arts_relationships(

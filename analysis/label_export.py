@@ -207,7 +207,7 @@ def _plan_positive_chips(labels: List[Label], grid: OutputGrid, chip_size_px: in
     plans: List[ChipPlan] = []
     covered: List[BaseGeometry] = []
     # Largest first, so a small slump beside a big one usually falls inside the big one's chip.
-    for label in sorted(labels, key=lambda l: -l.geometry.area):
+    for label in sorted(labels, key=lambda other: -other.geometry.area):
         if label.train_class != review.POSITIVE:
             continue
         needed = label.geometry.buffer(buffer_m, quad_segs=4) if buffer_m > 0 else label.geometry
@@ -255,7 +255,7 @@ def _plan_background_chips(
     side = chip_size_px * grid.gsd
     if side > grid.width * grid.gsd or side > grid.height * grid.gsd:
         return []  # the image is smaller than one chip
-    slumps = [l.geometry for l in labels if l.train_class != review.NEGATIVE]
+    slumps = [label.geometry for label in labels if label.train_class != review.NEGATIVE]
     keep_out = shapely.union_all(np.asarray(slumps, dtype=object)).buffer(buffer_m, quad_segs=4) if slumps else shapely.Polygon()
     plans: List[ChipPlan] = []
     taken: List[BaseGeometry] = []
@@ -342,8 +342,9 @@ def _write_chip(
     chip_box = box(*plan.bounds)
     # Burn order matters: ignore first, then slumps on top, so a confirmed slump inside an
     # "ignore" area is still a slump. Negatives stay 0 (background), which they already are.
-    shapes = [(mapping(l.geometry), MASK_IGNORE) for l in labels if l.train_class == review.IGNORE and l.geometry.intersects(chip_box)]
-    shapes += [(mapping(l.geometry), MASK_SLUMP) for l in labels if l.train_class == review.POSITIVE and l.geometry.intersects(chip_box)]
+    on_chip = [label for label in labels if label.geometry.intersects(chip_box)]
+    shapes = [(mapping(label.geometry), MASK_IGNORE) for label in on_chip if label.train_class == review.IGNORE]
+    shapes += [(mapping(label.geometry), MASK_SLUMP) for label in on_chip if label.train_class == review.POSITIVE]
     mask = np.zeros((height, width), dtype=np.uint8)
     if shapes:
         mask = rasterize(shapes, out_shape=(height, width), transform=transform, fill=0, dtype="uint8")
@@ -477,7 +478,7 @@ def plan_export(
         raise UserError(f"The ground sample distance must be positive; got {gsd_m}.")
     labels = read_labels(labels_path, options.labels_layer, src.crs.to_wkt(), options.unreviewed)
     image_box = box(*src.bounds)
-    on_image = [l for l in labels if l.geometry.intersects(image_box)]
+    on_image = [label for label in labels if label.geometry.intersects(image_box)]
     if not on_image:
         raise UserError(f"No polygon of {labels_path.name} falls on {image_path.name}; pick the image the labels were drawn on.")
     grid = _grid_for(src, gsd_m)
@@ -527,7 +528,7 @@ def write_export(
         n_background_chips=counters["background"],
         n_train=sum(r.split == "train" for r in records),
         n_val=sum(r.split == "val" for r in records),
-        n_positive_labels=sum(l.train_class == review.POSITIVE for l in plan.labels_on_image),
-        n_negative_labels=sum(l.train_class == review.NEGATIVE for l in plan.labels_on_image),
+        n_positive_labels=sum(label.train_class == review.POSITIVE for label in plan.labels_on_image),
+        n_negative_labels=sum(label.train_class == review.NEGATIVE for label in plan.labels_on_image),
         warnings=plan.warnings,
     )

@@ -255,6 +255,8 @@ def _report_page(title: str, records: List[Dict], figures: List[tuple], change_h
         for label, png in figures
     )
     area = _values(records, "area_ha")
+    n_small = int((area < 8).sum())
+    small_percent = 100 * (area < 8).mean() if area.size else 0
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -266,7 +268,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{len(records)} polygons, total area {area.sum():.2f} ha, {int((area < 8).sum())} ({100 * (area < 8).mean() if area.size else 0:.0f} %) smaller than 8 ha.
+<p>{len(records)} polygons, total area {area.sum():.2f} ha, {n_small} ({small_percent:.0f} %) smaller than 8 ha.
 Generated {dt.datetime.now().isoformat(timespec="seconds")} by Thaw Slump Mapper. Blue dashed lines and shaded bands: the Beiluhe
 values of Huang et al. (2020, RSE 237:111534): area 0.3-35.2 ha (mean 3.5), perimeter 270-8910 m (mean 1158),
 circularity 0.06-0.63 (mean 0.34), slope 2.4-12.1&deg; (mean 5.5), standardised TPI mean -0.17, solar radiation

@@ -21,7 +21,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("output", type=Path, help="output GeoPackage (.gpkg) for the polygons")
     p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (.pt); default: the bundled model")
     p.add_argument("--bands", default="", help="1-based raster bands in the model's order, e.g. 1,2,3 (default: RGB / PlanetScope BGRN)")
-    p.add_argument("--probability", type=Path, default=None, help="probability GeoTIFF (default: <output>_probability.tif; <output>_<layer>_probability.tif for another --layer)")
+    p.add_argument(
+        "--probability",
+        type=Path,
+        default=None,
+        help="probability GeoTIFF (default: <output>_probability.tif; <output>_<layer>_probability.tif for another --layer)",
+    )
     p.add_argument("--extent", default="", help="xmin,ymin,xmax,ymax in the raster's CRS (default: the whole raster)")
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the checkpoint's)")
     p.add_argument("--min-area", type=float, default=None, help="drop polygons smaller than this many m2 (default: the checkpoint's)")

@@ -17,21 +17,42 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         description=(
             "Fine-tune a checkpoint (the bundled one by default) on one or more training-chip folders "
             "(images/, masks/, manifest.csv, as written by export-labels). By default it stops within "
-            "30 minutes on a 2-core CPU (loading and calibration included), shows the time left, keeps the weights with the best validation IoU, takes the "
+            "30 minutes on a 2-core CPU (loading and calibration included), shows the time left, "
+            "keeps the weights with the best validation IoU, takes the "
             "chips' ground sample distance and tunes the threshold and minimum area on the validation chips."
         ),
     )
     p.add_argument("data", type=Path, nargs="+", help="training-chip folder(s)")
     p.add_argument("--output", "-o", type=Path, required=True, help="new checkpoint (.pt)")
-    p.add_argument("--base", type=Path, default=None, help="checkpoint to start from (default: the bundled model; 'imagenet': ImageNet encoder weights)")
-    p.add_argument("--epochs", type=int, default=None, help=f"most passes over the training chips (default {FINE_TUNE_EPOCHS}; on a CPU the time budget ends training first)")
+    p.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="checkpoint to start from (default: the bundled model; 'imagenet': ImageNet encoder weights)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"most passes over the training chips (default {FINE_TUNE_EPOCHS}; on a CPU the time budget ends training first)",
+    )
     p.add_argument("--learning-rate", type=float, default=None, help=f"peak learning rate (default {FINE_TUNE_LEARNING_RATE:g})")
     p.add_argument("--val-share", type=float, default=None, help="share of chips kept for validation (default: the manifest's val rows, else 0.15)")
-    p.add_argument("--max-minutes", type=float, default=None, help=f"wall-clock budget for training before calibration (default {FINE_TUNE_MINUTES_CPU:g} on a CPU, {FINE_TUNE_MINUTES_CUDA:g} on CUDA)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help=f"wall-clock budget for training before calibration "
+        f"(default {FINE_TUNE_MINUTES_CPU:g} on a CPU, {FINE_TUNE_MINUTES_CUDA:g} on CUDA)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
-    p.add_argument("--bundled-recipe", action="store_true", help="train from ImageNet weights with the bundled model's recipe (DATA = the Arctic and Sentinel-2 chip folders)")
+    p.add_argument(
+        "--bundled-recipe",
+        action="store_true",
+        help="train from ImageNet weights with the bundled model's recipe (DATA = the Arctic and Sentinel-2 chip folders)",
+    )
     p.set_defaults(run=run)
 
 

@@ -14,7 +14,10 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 from .errors import UserError
 
@@ -184,7 +187,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError, AttributeError, TypeError) as err:
-        raise UserError(f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({_load_failure(err)}); pick a file saved by this plugin.") from None
+        raise UserError(
+            f"Checkpoint {path.name} is not a readable thaw slump checkpoint ({_load_failure(err)}); "
+            "pick a file saved by this plugin."
+        ) from None
     if not isinstance(payload, dict):
         raise UserError(f"Checkpoint {path.name} is not a thaw slump checkpoint (no description inside); pick a file saved by this plugin.")
     _validate(payload, path.name)
@@ -233,9 +239,24 @@ def checkpoint_or_bundled(path: Optional[Path | str]) -> Path:
 
 
 def _validate(payload: Dict[str, Any], where: str) -> None:
-    def fail(what: str) -> None:
+    """Raise one UserError naming the first thing wrong in a checkpoint's description."""
+
+    def fail(what: str) -> NoReturn:
         raise UserError(f"Checkpoint {where}: {what}; pick a checkpoint saved by this plugin (or re-save it with `train`).")
 
+    _check_format(payload, fail)
+    kwargs = _check_architecture(payload["architecture"], fail)
+    bands = _check_input(payload["input"], kwargs, fail)
+    _check_scaling(payload["input"]["scaling"], bands, fail)
+    _check_inference(payload["inference"], fail)
+
+
+# Each check below calls ``fail`` (which raises) at its first problem, in the order a user
+# fixes them: the file's format, then the network, its input, its scaling, its inference defaults.
+Fail = Callable[[str], NoReturn]
+
+
+def _check_format(payload: Dict[str, Any], fail: Fail) -> None:
     if payload.get("format") != FORMAT_NAME:
         fail(f"format is {payload.get('format')!r}, expected {FORMAT_NAME!r}")
     if payload.get("format_version") != FORMAT_VERSION:
@@ -245,13 +266,20 @@ def _validate(payload: Dict[str, Any], where: str) -> None:
             fail(f"missing key '{key}'")
     if "state_dict" in payload and not isinstance(payload["state_dict"], dict):
         fail("'state_dict' is not a dictionary of tensors")
-    arch = payload["architecture"]
+
+
+def _check_architecture(arch: Any, fail: Fail) -> Dict[str, Any]:
+    """The architecture's constructor keyword arguments, once the class is one we build."""
     if not isinstance(arch, dict) or arch.get("class") not in SUPPORTED_ARCHITECTURES:
         fail(f"architecture class {arch.get('class') if isinstance(arch, dict) else arch!r} is not one of {', '.join(SUPPORTED_ARCHITECTURES)}")
     kwargs = arch.get("kwargs")
     if not isinstance(kwargs, dict) or "encoder_name" not in kwargs:
         fail("architecture kwargs lack 'encoder_name'")
-    inp = payload["input"]
+    return kwargs
+
+
+def _check_input(inp: Dict[str, Any], kwargs: Dict[str, Any], fail: Fail) -> List[str]:
+    """The input bands, once they match the network's channels and the ground sample distance is sane."""
     for key in ("bands", "gsd_m", "scaling"):
         if key not in inp:
             fail(f"missing key 'input.{key}'")
@@ -266,7 +294,10 @@ def _validate(payload: Dict[str, Any], where: str) -> None:
         gsd = -1.0
     if not gsd > 0:
         fail(f"input.gsd_m must be a positive number of metres, got {inp['gsd_m']!r}")
-    scaling = inp["scaling"]
+    return bands
+
+
+def _check_scaling(scaling: Any, bands: List[str], fail: Fail) -> None:
     if not isinstance(scaling, dict) or scaling.get("method") not in SCALING_METHODS:
         fail(f"input.scaling.method must be one of {', '.join(SCALING_METHODS)}")
     for key in ("mean", "std"):
@@ -276,7 +307,9 @@ def _validate(payload: Dict[str, Any], where: str) -> None:
         fail("input.scaling needs 0 <= low_pct < high_pct <= 100")
     if scaling["method"] == "fixed" and not (len(scaling.get("min", [])) == len(bands) == len(scaling.get("max", []))):
         fail("input.scaling 'fixed' needs one min and one max per band")
-    inf = payload["inference"]
+
+
+def _check_inference(inf: Dict[str, Any], fail: Fail) -> None:
     for key in ("tile_size", "overlap", "threshold", "min_area_m2"):
         if key not in inf:
             fail(f"missing key 'inference.{key}'")

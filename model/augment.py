@@ -148,8 +148,16 @@ def mosaic(views: Sequence[View], rng: np.random.Generator) -> View:
     cell_h = max(v.mask.shape[0] for v in views)
     cell_w = max(v.mask.shape[1] for v in views)
     cells = [pad_to(v, cell_h, cell_w, MASK_IGNORE, rng) for v in views[:4]]
-    top = [np.concatenate([cells[0].image, cells[1].image], 2), np.concatenate([cells[0].valid, cells[1].valid], 1), np.concatenate([cells[0].mask, cells[1].mask], 1)]
-    bottom = [np.concatenate([cells[2].image, cells[3].image], 2), np.concatenate([cells[2].valid, cells[3].valid], 1), np.concatenate([cells[2].mask, cells[3].mask], 1)]
+    top = [
+        np.concatenate([cells[0].image, cells[1].image], 2),
+        np.concatenate([cells[0].valid, cells[1].valid], 1),
+        np.concatenate([cells[0].mask, cells[1].mask], 1),
+    ]
+    bottom = [
+        np.concatenate([cells[2].image, cells[3].image], 2),
+        np.concatenate([cells[2].valid, cells[3].valid], 1),
+        np.concatenate([cells[2].mask, cells[3].mask], 1),
+    ]
     return View(np.concatenate([top[0], bottom[0]], 1), np.concatenate([top[1], bottom[1]], 0), np.concatenate([top[2], bottom[2]], 0))
 
 

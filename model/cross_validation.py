@@ -121,7 +121,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                             progress=Progress(lambda f, m: print(f"{f * 100:5.1f}% {m}", file=sys.stderr) if m.startswith("fold") else None))
     write_report(report, args.output)
     print(report.table())
-    print(f"pooled best: threshold {report.calibration['threshold']}, min area {report.calibration['min_area_m2']} m2: {report.calibration['pooled_scores']}")
+    calibration = report.calibration
+    print(
+        f"pooled best: threshold {calibration['threshold']}, min area {calibration['min_area_m2']} m2: "
+        f"{calibration['pooled_scores']}"
+    )
     return 0
 
 

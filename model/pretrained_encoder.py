@@ -9,7 +9,10 @@ inference reads everything from the checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 from ..core.errors import UserError
 

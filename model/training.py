@@ -395,5 +395,7 @@ def fine_tune(
     **overrides: Any,
 ) -> TrainResult:
     """The one fine-tuning entry point for the CLI, Processing and the dock."""
-    settings = fine_tune_settings(epochs=epochs, learning_rate=learning_rate, val_share=val_share, max_minutes=max_minutes, device=device, **overrides)
+    settings = fine_tune_settings(
+        epochs=epochs, learning_rate=learning_rate, val_share=val_share, max_minutes=max_minutes, device=device, **overrides
+    )
     return train_model(chip_folders, output_path, base_checkpoint, settings, progress)

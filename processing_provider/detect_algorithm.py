@@ -98,7 +98,12 @@ class DetectAlgorithm(ThawSlumpAlgorithm):
         )
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: the whole image)", optional=True))
         threshold = QgsProcessingParameterNumber(
-            self.THRESHOLD, "Probability threshold (empty: the checkpoint's)", QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0
+            self.THRESHOLD,
+            "Probability threshold (empty: the checkpoint's)",
+            QgsProcessingParameterNumber.Double,
+            optional=True,
+            minValue=0.0,
+            maxValue=1.0,
         )
         self.addParameter(threshold)
         self.addParameter(

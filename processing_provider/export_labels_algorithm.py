@@ -75,7 +75,9 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         self.addParameter(number(self.CHIP_SIZE, "Smallest chip side (pixels)", number.Integer, defaultValue=256, minValue=16))
         self.addParameter(number(self.BUFFER, "Context around each slump (m)", number.Double, defaultValue=300.0, minValue=0.0))
         self.addParameter(number(self.NEGATIVES_PER_POSITIVE, "Background chips per positive chip", number.Double, defaultValue=1.0, minValue=0.0))
-        self.addParameter(QgsProcessingParameterEnum(self.UNREVIEWED, "Unreviewed detections count as", options=list(UNREVIEWED_CHOICES), defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum(self.UNREVIEWED, "Unreviewed detections count as", options=list(UNREVIEWED_CHOICES), defaultValue=0)
+        )
         self.addParameter(QgsProcessingParameterString(self.CREATOR_LAB, "CreatorLab (ARTS)", defaultValue="", optional=True))
         self.addParameter(QgsProcessingParameterString(self.BASE_MAP_DATE, "BaseMapDate (ARTS)", defaultValue="", optional=True))
         self.addParameter(number(self.SEED, "Random seed", number.Integer, defaultValue=0))

@@ -74,7 +74,9 @@ class MorphometryAlgorithm(ThawSlumpAlgorithm):
         # Every output is checked before the (long) terrain and solar work.
         output = call_engine(
             feedback,
-            lambda: SafeVectorOutput(self, parameters, self.OUTPUT, context, "morphometry", inputs, self.parameterAsBool(parameters, OVERWRITE, context)),
+            lambda: SafeVectorOutput(
+                self, parameters, self.OUTPUT, context, "morphometry", inputs, self.parameterAsBool(parameters, OVERWRITE, context)
+            ),
         )
         features = [f for f in source.getFeatures() if f.hasGeometry()]
         solar = self.parameterAsBool(parameters, self.SOLAR, context)

@@ -12,8 +12,6 @@ from typing import List, Tuple
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-PROVIDER_ID = "thawslump"
-
 from .change_algorithm import ChangeAlgorithm
 from .detect_algorithm import DetectAlgorithm
 from .detect_batch_algorithm import DetectBatchAlgorithm
@@ -22,6 +20,8 @@ from .export_labels_algorithm import ExportLabelsAlgorithm
 from .morphometry_algorithm import MorphometryAlgorithm
 from .report_algorithm import ReportAlgorithm
 from .train_algorithm import TrainAlgorithm
+
+PROVIDER_ID = "thawslump"
 
 # In the order the toolbox lists them.
 ALGORITHMS: Tuple[type, ...] = (

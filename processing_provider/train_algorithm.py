@@ -69,9 +69,20 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 extension="pt", defaultValue=str(bundled_checkpoint_path()), optional=True,
             )
         )
-        self.addParameter(QgsProcessingParameterNumber(self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=FINE_TUNE_EPOCHS, minValue=1))
         self.addParameter(
-            QgsProcessingParameterNumber(self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double, defaultValue=FINE_TUNE_LEARNING_RATE, minValue=1e-7, maxValue=1.0)
+            QgsProcessingParameterNumber(
+                self.EPOCHS, "Most epochs", QgsProcessingParameterNumber.Integer, defaultValue=FINE_TUNE_EPOCHS, minValue=1
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.LEARNING_RATE,
+                "Learning rate",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=FINE_TUNE_LEARNING_RATE,
+                minValue=1e-7,
+                maxValue=1.0,
+            )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -81,7 +92,11 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.MAX_MINUTES, "Time budget for training, minutes", QgsProcessingParameterNumber.Double, defaultValue=FINE_TUNE_MINUTES_CPU, minValue=0.1
+                self.MAX_MINUTES,
+                "Time budget for training, minutes",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=FINE_TUNE_MINUTES_CPU,
+                minValue=0.1,
             )
         )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))

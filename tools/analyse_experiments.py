@@ -65,7 +65,8 @@ def main() -> int:
             meta = [np.load(f) for f in files]
             s = summarise(folds)
             results.setdefault(recipe.name, {})[source] = s
-            lines.append(f"| {recipe.name} | {source} | {len(files)} | {int(meta[0]['steps'])} | {np.mean([float(m['seconds']) for m in meta]):.0f} | "
+            mean_seconds = np.mean([float(m["seconds"]) for m in meta])
+            lines.append(f"| {recipe.name} | {source} | {len(files)} | {int(meta[0]['steps'])} | {mean_seconds:.0f} | "
                          f"{s['threshold']:g} / {s['min_area_m2']:g} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
                          f"({s['tp']}/{s['fp']}/{s['fn']}) | {s['fold_f1_mean']:.3f} +- {s['fold_f1_sd']:.3f} | {s['pixel_iou_at_0.5']:.3f} |")
     print("\n".join(lines))
@@ -74,7 +75,10 @@ def main() -> int:
                 "opening 1 px": CleanupSettings(open_px=1.0),
                 "closing 1 px + fill holes": CleanupSettings(close_px=1.0, fill_holes_px=16),
                 "closing 2 px + fill holes": CleanupSettings(close_px=2.0, fill_holes_px=16)}
-    clines = ["| recipe | source | clean-up | best thr / min m2 | P | R | F1 pooled (TP/FP/FN) | F1 per fold |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    clines = [
+        "| recipe | source | clean-up | best thr / min m2 | P | R | F1 pooled (TP/FP/FN) | F1 per fold |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     cleanup_results = {}
     for recipe, sources in all_folds.items():
         if args.cleanup_recipes is not None and recipe not in args.cleanup_recipes:
@@ -84,7 +88,8 @@ def main() -> int:
                 s = summarise(folds, v)
                 cleanup_results[f"{recipe}|{source}|{vname}"] = s
                 clines.append(f"| {recipe} | {source} | {vname} | {s['threshold']:g} / {s['min_area_m2']:g} | {s['precision']:.3f} | "
-                              f"{s['recall']:.3f} | {s['f1']:.3f} ({s['tp']}/{s['fp']}/{s['fn']}) | {s['fold_f1_mean']:.3f} +- {s['fold_f1_sd']:.3f} |")
+                              f"{s['recall']:.3f} | {s['f1']:.3f} ({s['tp']}/{s['fp']}/{s['fn']}) | "
+                              f"{s['fold_f1_mean']:.3f} +- {s['fold_f1_sd']:.3f} |")
                 print(clines[-1], file=sys.stderr, flush=True)
     print()
     print("\n".join(clines))

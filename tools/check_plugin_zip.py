@@ -27,46 +27,72 @@ EXPECTED_FOLDER = "thaw_slump_mapper"
 
 
 def check_zip(path: Path, expected_folder: str = EXPECTED_FOLDER) -> List[str]:
-    problems: List[str] = []
+    """Every reason plugins.qgis.org would refuse the zip at ``path``; empty when it would accept it."""
     path = Path(path)
     if not path.is_file():
         return [f"{path} does not exist"]
-    if path.stat().st_size > MAX_BYTES:
-        problems.append(f"the zip is {path.stat().st_size / 1e6:.1f} MB; plugins.qgis.org accepts at most 25 MB")
+    problems = _size_problems(path)
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
         return problems + [f"not a valid zip: {err}"]
     with archive:
-        if archive.testzip() is not None:
-            problems.append(f"corrupt member {archive.testzip()}")
+        corrupt = archive.testzip()
+        if corrupt is not None:
+            problems.append(f"corrupt member {corrupt}")
         names = archive.namelist()
         tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
         if len(tops) != 1:
             problems.append(f"the zip must hold exactly one top folder, found {sorted(tops)}")
             return problems
         top = tops.pop()
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
-            problems.append(f"top folder {top!r} is not a valid Python package name")
-        if top != expected_folder:
-            problems.append(f"top folder is {top!r}, expected {expected_folder!r}")
+        problems += _top_folder_problems(top, expected_folder)
         for info in archive.infolist():
-            parts = PurePosixPath(info.filename).parts
-            if info.filename.startswith("/") or ".." in parts:
-                problems.append(f"unsafe path {info.filename}")
-            if any(part in FORBIDDEN_PARTS for part in parts):
-                problems.append(f"forbidden entry {info.filename}")
-            if info.filename.endswith(FORBIDDEN_SUFFIXES):
-                problems.append(f"compiled Python file {info.filename}")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                problems.append(f"symbolic link {info.filename}")
-        for required in ("__init__.py", "metadata.txt"):
-            if f"{top}/{required}" not in names:
-                problems.append(f"{top}/{required} is missing")
-        if not any(n in names for n in (f"{top}/LICENSE", f"{top}/LICENSE.txt", f"{top}/LICENSE.md")):
-            problems.append(f"{top}/LICENSE is missing (plugins.qgis.org requires a licence file)")
+            problems += _member_problems(info)
+        problems += _required_file_problems(names, top)
         if f"{top}/metadata.txt" in names:
             problems += check_metadata(archive.read(f"{top}/metadata.txt").decode("utf-8"), names, top)
+    return problems
+
+
+def _size_problems(path: Path) -> List[str]:
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        return [f"the zip is {size / 1e6:.1f} MB; plugins.qgis.org accepts at most 25 MB"]
+    return []
+
+
+def _top_folder_problems(top: str, expected_folder: str) -> List[str]:
+    problems: List[str] = []
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+        problems.append(f"top folder {top!r} is not a valid Python package name")
+    if top != expected_folder:
+        problems.append(f"top folder is {top!r}, expected {expected_folder!r}")
+    return problems
+
+
+def _member_problems(info: zipfile.ZipInfo) -> List[str]:
+    """What is wrong with one entry: an unsafe path, a forbidden folder, compiled Python, a link."""
+    problems: List[str] = []
+    parts = PurePosixPath(info.filename).parts
+    if info.filename.startswith("/") or ".." in parts:
+        problems.append(f"unsafe path {info.filename}")
+    if any(part in FORBIDDEN_PARTS for part in parts):
+        problems.append(f"forbidden entry {info.filename}")
+    if info.filename.endswith(FORBIDDEN_SUFFIXES):
+        problems.append(f"compiled Python file {info.filename}")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        problems.append(f"symbolic link {info.filename}")
+    return problems
+
+
+def _required_file_problems(names: List[str], top: str) -> List[str]:
+    problems: List[str] = []
+    for required in ("__init__.py", "metadata.txt"):
+        if f"{top}/{required}" not in names:
+            problems.append(f"{top}/{required} is missing")
+    if not any(n in names for n in (f"{top}/LICENSE", f"{top}/LICENSE.txt", f"{top}/LICENSE.md")):
+        problems.append(f"{top}/LICENSE is missing (plugins.qgis.org requires a licence file)")
     return problems
 
 

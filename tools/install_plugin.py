@@ -88,7 +88,9 @@ def main(argv: List[str] | None = None) -> int:
     print(f"plugin installed in {target}")
     enable_plugin(args.profile_dir)
     deps = load_dependency_check()
-    version = subprocess.run([QGIS_PYTHON, "-c", "import sys; print(f'py{sys.version_info[0]}.{sys.version_info[1]}')"], capture_output=True, text=True)
+    version = subprocess.run(
+        [QGIS_PYTHON, "-c", "import sys; print(f'py{sys.version_info[0]}.{sys.version_info[1]}')"], capture_output=True, text=True
+    )
     deps_dir = args.profile_dir / "python" / deps.DEPS_FOLDER_NAME / version.stdout.strip()
     packages = deps.REQUIRED_PACKAGES + (deps.FULL_PACKAGES if args.full else ())
     missing = missing_for_qgis_python(deps_dir, packages)

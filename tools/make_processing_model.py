@@ -65,8 +65,17 @@ def build_model():
         QgsProcessingParameterRasterLayer("DEM", "DEM (elevation in m, any CRS)"),
         QgsProcessingParameterFile("CHECKPOINT", "Checkpoint (.pt; empty: the bundled model)", extension="pt", optional=True),
         QgsProcessingParameterString("BANDS", "Raster band per model band, e.g. 3,2,1 (empty: automatic)", defaultValue="", optional=True),
-        QgsProcessingParameterNumber("THRESHOLD", "Probability threshold 0-1 (empty: the checkpoint's)", QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0),
-        QgsProcessingParameterNumber("MIN_AREA", "Minimum slump area in m\u00b2 (empty: the checkpoint's)", QgsProcessingParameterNumber.Double, optional=True, minValue=0.0),
+        QgsProcessingParameterNumber(
+            "THRESHOLD",
+            "Probability threshold 0-1 (empty: the checkpoint's)",
+            QgsProcessingParameterNumber.Double,
+            optional=True,
+            minValue=0.0,
+            maxValue=1.0,
+        ),
+        QgsProcessingParameterNumber(
+            "MIN_AREA", "Minimum slump area in m\u00b2 (empty: the checkpoint's)", QgsProcessingParameterNumber.Double, optional=True, minValue=0.0
+        ),
         QgsProcessingParameterBoolean("SOLAR", "Compute solar radiation (slow; default yes)", defaultValue=True),
     ]
     for row, definition in enumerate(inputs):

@@ -43,7 +43,7 @@ def guarded(function):
 def start() -> None:
     state["tries"] += 1
     plugin = plugins.get("thaw_slump_mapper")
-    rasters = [l for l in QgsProject.instance().mapLayers().values() if isinstance(l, QgsRasterLayer)]
+    rasters = [layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)]
     if plugin is None or not rasters:
         if state["tries"] > 120:
             finish(f"ERROR plugin loaded: {plugin is not None}, raster layers: {len(rasters)}")

@@ -5,8 +5,8 @@ tools/bench_morphometry.py (which times SAGA on it in the same run).
 Transform: a 67 x 34 cell window (2 km x 1 km, 118 m of relief, a hillslope of the
 Exploradores valley) of /work/shared/data/dem/aster_dem_30m.tif resampled to 1 m cells with
 cubic convolution (rasterio/GDAL) and moved to the Beiluhe region of the paper (UTM 46N,
-about 34.8 N; in the ASTER DEM's own place, 46.6 S, May-August is winter), plus fixed white noise of 0.10 m standard deviation per cell, the vertical noise
-of airborne lidar, so that the surface is not made of smooth cubic patches."""
+about 34.8 N; in the ASTER DEM's own place, 46.6 S, May-August is winter), plus fixed white
+noise of 0.10 m standard deviation per cell, the vertical noise of airborne lidar, so that the surface is not made of smooth cubic patches."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -49,7 +49,10 @@ def test_polygon_area_equals_pixel_count_times_pixel_area(low_threshold_ckpt, ch
     assert set(layer.schema) == set(DETECTION_SCHEMA)
     for f in layer.features:
         assert 0 <= f.properties["score_mean"] <= f.properties["score_max"] <= 1
-        assert f.properties["review"] == "unreviewed" and f.properties["orig_wkt"].startswith("MULTIPOLYGON") or f.properties["orig_wkt"].startswith("POLYGON")
+        assert (
+            f.properties["review"] == "unreviewed" and f.properties["orig_wkt"].startswith("MULTIPOLYGON")
+            or f.properties["orig_wkt"].startswith("POLYGON")
+        )
         assert f.properties["source"] == chip.name
     assert layer.crs == CRS.from_epsg(3413)
 

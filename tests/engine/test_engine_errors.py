@@ -141,7 +141,7 @@ def test_detect_cli_bad_input_is_one_line_and_nonzero(bad_inputs, tiny_checkpoin
     result = _cli("detect", str(bad_inputs[case]), str(out), "--checkpoint", str(tiny_checkpoint), *extra)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = [l for l in result.stderr.strip().splitlines() if l.startswith("error:")]
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 

@@ -247,7 +247,9 @@ def test_case11_qgis_process_crs_mismatch_is_one_line(headless, work):
 
 # ---------------------------------------------------------------- a kill inside the final commit, under qgis_process
 def test_kill_while_committing_a_processing_layer_changes_nothing(headless, work):
-    polygons = write_polygons(work.parent / f"{work.name}_in.gpkg", "slumps", [PolygonFeature(box(0, 0, 80, 60), {"id": 1})], EPSG_3413, {"id": "int"})
+    polygons = write_polygons(
+        work.parent / f"{work.name}_in.gpkg", "slumps", [PolygonFeature(box(0, 0, 80, 60), {"id": 1})], EPSG_3413, {"id": "int"}
+    )
     before = snapshot(work)
     env = dict(headless, THAW_SLUMP_SIGNAL_AT="committing:SIGKILL")
     killed = subprocess.run(

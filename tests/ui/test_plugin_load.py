@@ -42,7 +42,7 @@ def test_class_factory_imports_no_torch_and_needs_no_iface(tmp_path):
     # needed because this test session has imported torch already.
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", CLASS_FACTORY_PROBE], capture_output=True, text=True, env=env, timeout=120)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT")), None)
+    line = next((out_line for out_line in done.stdout.splitlines() if out_line.startswith("RESULT")), None)
     assert line is not None, done.stderr[-2000:]
     _, torch_after_factory, torch_after_processing, registered = line.split()
     assert torch_after_factory == "0", "classFactory imported torch"

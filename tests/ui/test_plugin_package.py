@@ -14,7 +14,9 @@ from check_plugin_zip import check_zip  # noqa: E402
 
 def test_package_builds_a_valid_plugin_zip(tmp_path):
     output = tmp_path / "thaw_slump_mapper.zip"
-    built = subprocess.run([sys.executable, str(REPO / "tools" / "package_plugin.py"), "--output", str(output)], capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "package_plugin.py"), "--output", str(output)], capture_output=True, text=True, timeout=300
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     assert check_zip(output) == []
     names = zipfile.ZipFile(output).namelist()
@@ -37,7 +39,12 @@ GOOD_METADATA = (REPO / "metadata.txt").read_text()
 
 
 def test_checker_rejects_what_plugins_qgis_org_rejects(tmp_path):
-    base = {"thaw_slump_mapper/__init__.py": "", "thaw_slump_mapper/metadata.txt": GOOD_METADATA, "thaw_slump_mapper/LICENSE": "GPL", "thaw_slump_mapper/icon.png": "x"}
+    base = {
+        "thaw_slump_mapper/__init__.py": "",
+        "thaw_slump_mapper/metadata.txt": GOOD_METADATA,
+        "thaw_slump_mapper/LICENSE": "GPL",
+        "thaw_slump_mapper/icon.png": "x",
+    }
     assert check_zip(_zip(tmp_path / "good.zip", base)) == []
     no_licence = {k: v for k, v in base.items() if not k.endswith("LICENSE")}
     assert any("LICENSE" in p for p in check_zip(_zip(tmp_path / "a.zip", no_licence)))

@@ -11,7 +11,14 @@ from thaw_slump_mapper.analysis import review
 from thaw_slump_mapper.engine.detect import DETECTION_SCHEMA
 from thaw_slump_mapper.engine.vector_io import PolygonFeature, read_polygons, write_polygons
 
-EPSG_32608 = 'PROJCS["WGS 84 / UTM zone 8N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-135],PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],UNIT["metre",1],AUTHORITY["EPSG","32608"]]'
+EPSG_32608 = (
+    'PROJCS["WGS 84 / UTM zone 8N",'
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
+    'UNIT["degree",0.0174532925199433]],'
+    'PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",-135],'
+    'PARAMETER["scale_factor",0.9996],PARAMETER["false_easting",500000],PARAMETER["false_northing",0],'
+    'UNIT["metre",1],AUTHORITY["EPSG","32608"]]'
+)
 SCORES = {1: 0.91, 2: 0.55, 3: 0.62, 4: 0.78}
 
 
@@ -90,7 +97,8 @@ def test_edit_add_reject_in_qgis_sets_review_and_keeps_originals(qgis_app, qgis_
     assert layer.moveVertex(500000 + 200 - 30.0, 7000000 - 20.0, fid_of[1], 0)
     # 2: draw a new slump -> added
     new = QgsFeature(layer.fields())
-    new.setGeometry(QgsGeometry.fromPolygonXY([[QgsPointXY(501500, 7000000), QgsPointXY(501600, 7000000), QgsPointXY(501600, 7000080), QgsPointXY(501500, 7000000)]]))
+    corners = [(501500, 7000000), (501600, 7000000), (501600, 7000080), (501500, 7000000)]
+    new.setGeometry(QgsGeometry.fromPolygonXY([[QgsPointXY(x, y) for x, y in corners]]))
     new["id"] = 99
     assert layer.addFeature(new)
     # 3: reject slump 2 through the panel (keeps the feature)
