@@ -18,6 +18,7 @@ from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_name
 from ..core.errors import UserError
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
     import torch
 
     from ..core.checkpoint import Checkpoint

@@ -159,6 +159,13 @@ def reviewed_feature_count(path: Path, layer: Optional[str]) -> int:
         return 1
 
 
+def _check_existing_file_writable(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"{path} exists and is not a regular file; choose another output.")
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{_describe(path)} is read-only; choose another output or make it writable.")
+
+
 def check_vector_output(
     path: Path | str,
     layer: str,
@@ -195,17 +202,17 @@ def check_vector_output(
     file_exists = path.exists()
     layer_exists = False
     if file_exists:
-        if not path.is_file():
-            raise UserError(f"{path} exists and is not a regular file; choose another output.")
-        if not os.access(path, os.W_OK):
-            raise UserError(f"{_describe(path)} is read-only; choose another output or make it writable.")
+        _check_existing_file_writable(path)
         if multi_layer:
             _roll_back_interrupted_commit(path)
             layers = list_layers(path)
             if not layers:
                 # Empty, or not a GeoPackage at all: it is replaced as a whole file, only with overwrite.
                 if not overwrite:
-                    raise UserError(f"{_describe(path)} exists but holds no GeoPackage layer; choose another output name, or ask to overwrite it explicitly.")
+                    raise UserError(
+                        f"{_describe(path)} exists but holds no GeoPackage layer; "
+                        "choose another output name, or ask to overwrite it explicitly."
+                    )
                 return VectorTarget(path, layer, driver, file_exists, False, overwrite, replace_file=True)
             layer_exists = layer in layers
         else:
@@ -213,7 +220,10 @@ def check_vector_output(
     if layer_exists:
         where = f"{_describe(path)} already holds a layer '{layer}'"
         if not overwrite:
-            raise UserError(f"{where}; choose a new output or layer name, or ask to overwrite it explicitly (a corrected layer is never replaced silently).")
+            raise UserError(
+                f"{where}; choose a new output or layer name, or ask to overwrite it explicitly "
+                "(a corrected layer is never replaced silently)."
+            )
         reviewed = reviewed_feature_count(path, layer if multi_layer else None)
         if reviewed and not layer_named:
             raise UserError(

@@ -352,7 +352,9 @@ def reproject_geometry(geom: BaseGeometry, src_crs: "CRS | str", dst_crs: "CRS |
     try:
         out = shape(transform_geom(src, dst, mapping(geom)))
     except Exception as err:  # noqa: BLE001 - PROJ/GDAL errors of any class become one line
-        raise UserError(f"Cannot reproject a geometry between the layers' CRSs ({_first_line(err)}); check that each layer has its real CRS.") from None
+        raise UserError(
+            f"Cannot reproject a geometry between the layers' CRSs ({_first_line(err)}); check that each layer has its real CRS."
+        ) from None
     if out.is_empty != geom.is_empty or (not out.is_empty and not all(math.isfinite(v) for v in out.bounds)):
         raise UserError("A geometry does not reproject between the layers' CRSs (its coordinates do not fit its CRS); check each layer's CRS.")
     return out

@@ -93,12 +93,18 @@ def _connect(scheduler: str):
     try:
         client = Client(scheduler.strip(), timeout="15s")
     except (OSError, TimeoutError) as err:
-        raise UserError(f"Cannot reach the Dask scheduler at {scheduler} ({str(err).splitlines()[0][:80]}); start it or leave the scheduler empty to use this machine.") from None
+        reason = str(err).splitlines()[0][:80]
+        raise UserError(
+            f"Cannot reach the Dask scheduler at {scheduler} ({reason}); start it or leave the scheduler empty to use this machine."
+        ) from None
     try:
         client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
     except TimeoutError:
         client.close()
-        raise UserError(f"No Dask worker joined the scheduler at {scheduler} within {WAIT_FOR_WORKERS_S:.0f} s; start workers (dask worker {scheduler}).") from None
+        raise UserError(
+            f"No Dask worker joined the scheduler at {scheduler} within {WAIT_FOR_WORKERS_S:.0f} s; "
+            f"start workers (dask worker {scheduler})."
+        ) from None
     return client
 
 
