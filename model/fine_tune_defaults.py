@@ -15,8 +15,8 @@ FINE_TUNE_BATCH_CPU = 8
 FINE_TUNE_BATCH_CUDA = 32
 FINE_TUNE_FROZEN_STAGES = 2  # encoder stem + stages 1-2 (1/2 and 1/4 resolution) fixed: a cheaper backward
 # The first share of the run trains decoder and head on fixed encoder features: a warm-up step
-# costs about a third of a full one on the CPU (BENCHMARKS.md) and keeps the pretrained features
+# costs about 40 % of a full one on the CPU (BENCHMARKS.md) and keeps the pretrained features
 # from the first, large gradients (docs/TRAINING.md).
-FINE_TUNE_ENCODER_WARMUP_SHARE = 0.5
+FINE_TUNE_ENCODER_WARMUP_SHARE = 0.6  # the share the warm-up experiment ran (docs/TRAINING.md)
 FINE_TUNE_VALIDATE_EVERY_S_CPU = 120.0  # validation costs steps; score at most every 2 min (and at the end)
 FINE_TUNE_VALIDATE_EVERY_S_CUDA = 30.0

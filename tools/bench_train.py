@@ -50,7 +50,6 @@ def _recipes():
         f"new default at crop {old.crop_size}: encoder warm-up phase": (same, True),
         f"new default at crop {old.crop_size}: main phase": (same, False),
         f"new default at crop {old.crop_size}, main phase without frozen stages": (replace(same, frozen_stages=0), False),
-        f"new default at crop {old.crop_size}, main phase with bf16 autocast": (replace(same, precision="bf16"), False),
         f"new default (crop {new.crop_size}): encoder warm-up phase": (new, True),
         f"new default (crop {new.crop_size}): main phase": (new, False),
     }
