@@ -61,13 +61,14 @@ def make_predictor(
     """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's).
 
     ``precision`` applies to onnxruntime on the CPU: "fp32", "int8" (engine/quantize.py) or
-    "auto" (int8 on CPUs with VNNI)."""
+    "auto" (int8 on CPUs with VNNI for a trained checkpoint, else fp32). fp32 is the default
+    here (training's cross-validation, calibration); detection's default is "auto"."""
     from .quantize import PRECISION_CHOICES, resolve_precision
 
     tile_size = int(tile_size or ckpt.tile_size)
     if (precision or "auto").lower() not in PRECISION_CHOICES:
         raise UserError(f"Unknown precision {precision!r}; use auto, fp32 or int8.")
-    precision = resolve_precision(precision)
+    precision = resolve_precision(precision, ckpt.trained)
     device = check_device(device)
     backend = (backend or "auto").lower()
     if backend not in BACKEND_CHOICES:

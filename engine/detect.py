@@ -67,7 +67,9 @@ class DetectionRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
-    precision: str = "fp32"  # onnxruntime on the CPU: fp32, int8 or auto (int8 with VNNI); engine/quantize.py
+    # onnxruntime on the CPU: auto (int8 with VNNI for a trained checkpoint, else fp32), fp32 or int8;
+    # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
+    precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER

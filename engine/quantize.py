@@ -33,11 +33,14 @@ def cpu_has_vnni() -> bool:
     return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def resolve_precision(precision: str) -> str:
-    """"auto" is int8 where VNNI makes it pay, fp32 elsewhere."""
+def resolve_precision(precision: str, trained: bool = True) -> str:
+    """"auto" (the detection default) is int8 where VNNI makes it pay, fp32 elsewhere.
+
+    An untrained checkpoint stays fp32 under "auto": int8 parity is proven on trained
+    weights (tests/test_int8_parity.py), and calibrating random weights only costs time."""
     precision = (precision or "auto").lower()
     if precision == "auto":
-        return "int8" if cpu_has_vnni() else "fp32"
+        return "int8" if cpu_has_vnni() and trained else "fp32"
     return precision
 
 
