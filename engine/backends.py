@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_name
+from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_impossible, cuda_name
 from ..core.errors import UserError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def make_predictor(
     backend = (backend or "auto").lower()
     if backend not in BACKEND_CHOICES:
         raise UserError(f"Unknown backend {backend!r}; use auto, onnxruntime or torch.")
-    gpu = cuda_name()
+    gpu = None if cuda_impossible() else cuda_name()  # cuda_name imports torch (~480 MB)
     if device.startswith("cuda") and gpu is None:
         raise UserError(NO_CUDA_MESSAGE)
     if gpu is not None and device != "cpu" and backend != "onnxruntime":
@@ -128,12 +128,17 @@ def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predi
     return Predictor(run, "torch", device_name)
 
 
+def onnx_graph_file(ckpt: "Checkpoint", tile_size: int) -> Path:
+    """Where the fp32 export of ``ckpt`` for ``tile_size`` is cached (it may not exist yet)."""
+    return cache_dir() / "onnx" / f"{ckpt.name}-{ckpt.fingerprint()}-{tile_size}.onnx"
+
+
 def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     """Export the checkpoint to ONNX once per tile size; later runs reuse the cached file.
 
     The tile size is fixed in the graph because TF-style "same" padding in EfficientNet
     encoders is traced for one input size."""
-    path = cache_dir() / "onnx" / f"{ckpt.name}-{ckpt.fingerprint()}-{tile_size}.onnx"
+    path = onnx_graph_file(ckpt, tile_size)
     if path.is_file():
         return path
     import torch

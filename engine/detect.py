@@ -29,7 +29,7 @@ from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
 from .memory_limits import bounded_detection_memory
-from .onnx_model import load_detection_checkpoint
+from .model_cache import load_for_detection
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .stream_vectorize import VectorizingSink
@@ -171,7 +171,8 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
 
 def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     """Checkpoint, threshold, bands, model grid, tile size and predictor, each logged."""
-    ckpt = load_detection_checkpoint(checkpoint_or_bundled(request.checkpoint_path))
+    ckpt = load_for_detection(checkpoint_or_bundled(request.checkpoint_path), request.device, request.backend, request.precision,
+                              tile_of=lambda c: _model_grid_and_tile(c, request, src)[1][0])
     threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
     if not 0.0 < threshold < 1.0:
         raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
@@ -184,9 +185,7 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     bands = choice.bands
     log.append(f"bands {','.join(map(str, bands))} for {','.join(ckpt.bands)}: {choice.reason}")
     progress.report(0.0, log[-1])
-    extent_geom = request.extent.in_crs(src.crs) if request.extent else None
-    grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
-    tile, overlap = fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
+    grid, (tile, overlap) = _model_grid_and_tile(ckpt, request, src)
     predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
                          request.tta)
     log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
@@ -194,6 +193,13 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
         log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
     progress.report(0.0, log[-1])
     return _Plan(ckpt, threshold, min_area, bands, grid, tile, overlap, predictor, log)
+
+
+def _model_grid_and_tile(ckpt, request: DetectionRequest, src):
+    """The model grid over the requested extent and the (tile, overlap) fitted to it."""
+    extent_geom = request.extent.in_crs(src.crs) if request.extent else None
+    grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
+    return grid, fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
 
 
 def _detect_and_write(request: DetectionRequest, src, plan: _Plan, outputs: _Outputs, progress: Progress) -> List[PolygonFeature]:

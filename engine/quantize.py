@@ -77,16 +77,24 @@ class _Reader:
         return None if batch is None else {"image": batch}
 
 
+def int8_graph_file(ckpt: "Checkpoint", tile_size: int) -> Path:
+    """Where the int8 graph of ``ckpt`` for ``tile_size`` is cached (it may not exist yet)."""
+    from .backends import onnx_graph_file
+
+    fp32 = onnx_graph_file(ckpt, tile_size)
+    return fp32.with_name(fp32.stem + "-int8.onnx")
+
+
 def int8_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     """The cached int8 graph, quantised from the fp32 export on first use."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from .backends import onnx_model_path
 
-    fp32 = onnx_model_path(ckpt, tile_size)
-    path = fp32.with_name(fp32.stem + "-int8.onnx")
+    path = int8_graph_file(ckpt, tile_size)
     if path.is_file():
         return path
+    fp32 = onnx_model_path(ckpt, tile_size)
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(3)  # the quantiser's graph warnings are not the user's business
