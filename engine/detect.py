@@ -332,7 +332,7 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
                 valid = values != PROBABILITY_NODATA
                 if writer is not None:
                     writer.write_rows(r0, values / 100.0, valid)
-                vectorizer.add_strip(r0, valid & (values >= cut), values.astype(np.float32) / 100.0)
+                vectorizer.add_strip(r0, valid & (values >= cut), values, score_divisor=100.0)
                 progress.report((r0 + n) / reader.height, "vectorising")
             return vectorizer.finish()
         finally:

@@ -137,9 +137,8 @@ def main(argv: list) -> int:
         known = remembered(checkpoint_or_bundled(checkpoint))
         if known is None or not graphs_cached(known, known.tile_size, precision):
             prepare(checkpoint, precision)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError:
+        return 0  # detect itself reports it, in its usual order (the input is checked first)
     return 0
 
 

@@ -30,7 +30,7 @@ class VectorizingSink:
         values = probability_percent(probability, valid)  # computed once, written and vectorised
         self.writer.write_percent(row0, values)
         stored_valid = values != PROBABILITY_NODATA
-        self.vectorizer.add_strip(row0, stored_valid & (values >= self.cut), values.astype(np.float32) / 100.0)
+        self.vectorizer.add_strip(row0, stored_valid & (values >= self.cut), values, score_divisor=100.0)
 
     def components(self) -> List[Component]:
         return self.vectorizer.finish()
