@@ -242,7 +242,8 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
     writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, plan.ckpt.name)
     reached("inference")
     # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
-    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold)
+    keep = _large_enough(src.crs, plan.min_area)
+    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep)
     try:
         stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, request.batch_size,
                        progress.sub(0.0, 0.9))
@@ -250,7 +251,7 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
         writer.close()
     reached("vectorising")
     if grid.resampled:
-        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98))
+        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98), keep)
     return sink.components()
 
 
@@ -310,7 +311,12 @@ def _check_outputs(request: DetectionRequest) -> _Outputs:
     return _Outputs(layer, probability)
 
 
-def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress):
+def _large_enough(crs, min_area: float):
+    """The minimum-area test of _features, applied while vectorising so specks are never held."""
+    return lambda component: true_area_perimeter(component.geometry, crs)[0] >= min_area
+
+
+def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress, keep=None):
     """Polygons on the input grid; when resampled, also writes the input-grid probability."""
     cut = int(round(threshold * 100))
     with rasterio.open(model_grid_prob) as prob:
@@ -323,7 +329,7 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
         else:
             reader, writer = prob, None
         try:
-            vectorizer = StripVectorizer(grid.input_transform, reader.width)
+            vectorizer = StripVectorizer(grid.input_transform, reader.width, keep)
             strip_rows = max(64, VECTORIZE_PIXELS_PER_STRIP // reader.width)
             for r0 in range(0, reader.height, strip_rows):
                 progress.check_cancelled()

@@ -9,7 +9,7 @@ components across row blocks, so the polygons cover the same pixels.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, Optional
 
 import numpy as np
 from affine import Affine
@@ -21,9 +21,10 @@ from .vectorize import Component, StripVectorizer
 class VectorizingSink:
     """A RowSink that writes probability rows and vectorises them in the same call."""
 
-    def __init__(self, writer: ProbabilityWriter, transform: Affine, width: int, threshold: float) -> None:
+    def __init__(self, writer: ProbabilityWriter, transform: Affine, width: int, threshold: float,
+                 keep: Optional[Callable[[Component], bool]] = None) -> None:
         self.writer = writer
-        self.vectorizer = StripVectorizer(transform, width)
+        self.vectorizer = StripVectorizer(transform, width, keep)
         self.cut = int(round(threshold * 100))
 
     def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
