@@ -52,10 +52,13 @@ def remember(ckpt: "Checkpoint") -> None:
     target = description_file(Path(ckpt.path))
     if target.is_file():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + f".{os.getpid()}.partial")
-    partial.write_text(json.dumps({"description": ckpt.describe_dict(), "fingerprint": ckpt.fingerprint()}))
-    partial.replace(target)  # readers never see half a file
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"description": ckpt.describe_dict(), "fingerprint": ckpt.fingerprint()}))
+        partial.replace(target)  # readers never see half a file
+    except OSError:  # an unwritable cache only costs the next run its torch-free start
+        partial.unlink(missing_ok=True)
 
 
 def remembered(checkpoint_path: Path) -> Optional["Checkpoint"]:
