@@ -68,7 +68,10 @@ def make_predictor(
     tile_size = int(tile_size or ckpt.tile_size)
     if (precision or "auto").lower() not in PRECISION_CHOICES:
         raise UserError(f"Unknown precision {precision!r}; use auto, fp32 or int8.")
-    precision = resolve_precision(precision, ckpt.trained)
+    # A light install runs the graph shipped beside the checkpoint; its int8 graph would need
+    # torch to export, so "auto" stays fp32 there (an explicit int8 still asks for torch).
+    shipped_graph = ckpt.onnx_path is not None and (precision or "auto").lower() == "auto"
+    precision = "fp32" if shipped_graph else resolve_precision(precision, ckpt.trained)
     device = check_device(device)
     backend = (backend or "auto").lower()
     if backend not in BACKEND_CHOICES:
