@@ -35,9 +35,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--tta", default="none", choices=("none", "flip2", "d4"),
                    help="test-time augmentation: none (default), flip2 (2 passes a tile) or d4 (8 passes: "
                         "rotations and mirrors averaged; costs 8x the inference time)")
-    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "int8"),
-                   help="onnxruntime on the CPU: fp32 (default), int8 (about 1.9x faster on CPUs with VNNI; parity in "
-                        "tests/test_int8_parity.py) or auto (int8 on CPUs with VNNI, fp32 elsewhere)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+                   help="onnxruntime on the CPU: auto (default: int8 on CPUs with VNNI for a trained checkpoint, fp32 "
+                        "elsewhere and on CUDA), fp32, or int8 (about 1.9x faster with VNNI; parity in tests/test_int8_parity.py)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per network call, 1 or more (default 4)")
     p.add_argument("--layer", default=None, help="layer name in the GeoPackage (default thaw_slumps)")
     p.add_argument(

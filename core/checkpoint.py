@@ -52,6 +52,9 @@ class Checkpoint:
     # Set when the description was read from the ONNX graph beside the .pt (no torch here):
     # then state_dict is empty and onnxruntime runs this graph (engine/onnx_model.py).
     onnx_path: Optional[Path] = None
+    # Set when the description came from engine/model_cache.py (no torch, no weights here):
+    # the fingerprint of the weights it was remembered with, which names the cached graphs.
+    known_fingerprint: Optional[str] = None
 
     @property
     def trained(self) -> bool:
@@ -60,6 +63,8 @@ class Checkpoint:
 
     def fingerprint(self) -> str:
         """Stable hash of the weights and the description (used to cache exported models)."""
+        if self.known_fingerprint and not self.state_dict:
+            return self.known_fingerprint
         h = hashlib.sha256()
         h.update(repr(self.describe_dict()).encode())
         for key in sorted(self.state_dict):

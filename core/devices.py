@@ -10,6 +10,15 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 NO_CUDA_MESSAGE = "CUDA was requested but no CUDA GPU is available; use device auto or cpu."
 
 
+def cuda_impossible() -> bool:
+    """True where no CUDA GPU can be present, known without importing torch (~480 MB):
+    Linux without the NVIDIA kernel driver. Elsewhere only torch can tell (False)."""
+    import sys
+    from pathlib import Path
+
+    return sys.platform.startswith("linux") and not Path("/proc/driver/nvidia/version").exists()
+
+
 def cuda_name() -> Optional[str]:
     """The first CUDA GPU's name, or None without one (or without torch)."""
     try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_name
+from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_impossible, cuda_name
 from ..core.errors import UserError
 
 if TYPE_CHECKING:
@@ -62,18 +62,22 @@ def make_predictor(
     """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's).
 
     ``precision`` applies to onnxruntime on the CPU: "fp32", "int8" (engine/quantize.py) or
-    "auto" (int8 on CPUs with VNNI)."""
+    "auto" (int8 on CPUs with VNNI for a trained checkpoint, else fp32). fp32 is the default
+    here (training's cross-validation, calibration); detection's default is "auto"."""
     from .quantize import PRECISION_CHOICES, resolve_precision
 
     tile_size = int(tile_size or ckpt.tile_size)
     if (precision or "auto").lower() not in PRECISION_CHOICES:
         raise UserError(f"Unknown precision {precision!r}; use auto, fp32 or int8.")
-    precision = resolve_precision(precision)
+    # A light install runs the graph shipped beside the checkpoint; its int8 graph would need
+    # torch to export, so "auto" stays fp32 there (an explicit int8 still asks for torch).
+    shipped_graph = ckpt.onnx_path is not None and (precision or "auto").lower() == "auto"
+    precision = "fp32" if shipped_graph else resolve_precision(precision, ckpt.trained)
     device = check_device(device)
     backend = (backend or "auto").lower()
     if backend not in BACKEND_CHOICES:
         raise UserError(f"Unknown backend {backend!r}; use auto, onnxruntime or torch.")
-    gpu = cuda_name()
+    gpu = None if cuda_impossible() else cuda_name()  # cuda_name imports torch (~480 MB)
     if device.startswith("cuda") and gpu is None:
         raise UserError(NO_CUDA_MESSAGE)
     if gpu is not None and device != "cpu" and backend != "onnxruntime":
@@ -128,12 +132,17 @@ def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predi
     return Predictor(run, "torch", device_name)
 
 
+def onnx_graph_file(ckpt: "Checkpoint", tile_size: int) -> Path:
+    """Where the fp32 export of ``ckpt`` for ``tile_size`` is cached (it may not exist yet)."""
+    return cache_dir() / "onnx" / f"{ckpt.name}-{ckpt.fingerprint()}-{tile_size}.onnx"
+
+
 def onnx_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     """Export the checkpoint to ONNX once per tile size; later runs reuse the cached file.
 
     The tile size is fixed in the graph because TF-style "same" padding in EfficientNet
     encoders is traced for one input size."""
-    path = cache_dir() / "onnx" / f"{ckpt.name}-{ckpt.fingerprint()}-{tile_size}.onnx"
+    path = onnx_graph_file(ckpt, tile_size)
     if path.is_file():
         return path
     import torch

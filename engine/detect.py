@@ -29,7 +29,7 @@ from .extent import Extent
 from .inference import stream_predict
 from .measures import true_area_perimeter
 from .memory_limits import bounded_detection_memory
-from .onnx_model import load_detection_checkpoint
+from .model_cache import load_for_detection
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
 from .raster_source import PROBABILITY_NODATA, ProbabilityWriter, RasterRowSource, open_raster, processing_grid
 from .stream_vectorize import VectorizingSink
@@ -67,7 +67,9 @@ class DetectionRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
-    precision: str = "fp32"  # onnxruntime on the CPU: fp32, int8 or auto (int8 with VNNI); engine/quantize.py
+    # onnxruntime on the CPU: auto (int8 with VNNI for a trained checkpoint, else fp32), fp32 or int8;
+    # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
+    precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
     batch_size: int = 4
     layer_name: str = DEFAULT_LAYER
@@ -169,7 +171,8 @@ def _run_detection(request: DetectionRequest, progress: Optional[Progress] = Non
 
 def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     """Checkpoint, threshold, bands, model grid, tile size and predictor, each logged."""
-    ckpt = load_detection_checkpoint(checkpoint_or_bundled(request.checkpoint_path))
+    ckpt = load_for_detection(checkpoint_or_bundled(request.checkpoint_path), request.device, request.backend, request.precision,
+                              tile_of=lambda c: _model_grid_and_tile(c, request, src)[1][0])
     threshold = ckpt.threshold if request.threshold is None else float(request.threshold)
     if not 0.0 < threshold < 1.0:
         raise UserError(f"The threshold must lie between 0 and 1 (got {threshold}).")
@@ -182,9 +185,7 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     bands = choice.bands
     log.append(f"bands {','.join(map(str, bands))} for {','.join(ckpt.bands)}: {choice.reason}")
     progress.report(0.0, log[-1])
-    extent_geom = request.extent.in_crs(src.crs) if request.extent else None
-    grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
-    tile, overlap = fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
+    grid, (tile, overlap) = _model_grid_and_tile(ckpt, request, src)
     predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
                          request.tta)
     log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
@@ -192,6 +193,13 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
         log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
     progress.report(0.0, log[-1])
     return _Plan(ckpt, threshold, min_area, bands, grid, tile, overlap, predictor, log)
+
+
+def _model_grid_and_tile(ckpt, request: DetectionRequest, src):
+    """The model grid over the requested extent and the (tile, overlap) fitted to it."""
+    extent_geom = request.extent.in_crs(src.crs) if request.extent else None
+    grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
+    return grid, fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
 
 
 def _detect_and_write(request: DetectionRequest, src, plan: _Plan, outputs: _Outputs, progress: Progress) -> List[PolygonFeature]:
@@ -234,7 +242,8 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
     writer = ProbabilityWriter(model_grid_prob, src.crs, grid.model_transform, grid.model_width, grid.model_height, plan.ckpt.name)
     reached("inference")
     # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
-    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold)
+    keep = _large_enough(src.crs, plan.min_area)
+    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep)
     try:
         stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, request.batch_size,
                        progress.sub(0.0, 0.9))
@@ -242,7 +251,7 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
         writer.close()
     reached("vectorising")
     if grid.resampled:
-        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98))
+        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98), keep)
     return sink.components()
 
 
@@ -302,7 +311,12 @@ def _check_outputs(request: DetectionRequest) -> _Outputs:
     return _Outputs(layer, probability)
 
 
-def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress):
+def _large_enough(crs, min_area: float):
+    """The minimum-area test of _features, applied while vectorising so specks are never held."""
+    return lambda component: true_area_perimeter(component.geometry, crs)[0] >= min_area
+
+
+def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress, keep=None):
     """Polygons on the input grid; when resampled, also writes the input-grid probability."""
     cut = int(round(threshold * 100))
     with rasterio.open(model_grid_prob) as prob:
@@ -315,7 +329,7 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
         else:
             reader, writer = prob, None
         try:
-            vectorizer = StripVectorizer(grid.input_transform, reader.width)
+            vectorizer = StripVectorizer(grid.input_transform, reader.width, keep)
             strip_rows = max(64, VECTORIZE_PIXELS_PER_STRIP // reader.width)
             for r0 in range(0, reader.height, strip_rows):
                 progress.check_cancelled()
@@ -324,7 +338,7 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
                 valid = values != PROBABILITY_NODATA
                 if writer is not None:
                     writer.write_rows(r0, values / 100.0, valid)
-                vectorizer.add_strip(r0, valid & (values >= cut), values.astype(np.float32) / 100.0)
+                vectorizer.add_strip(r0, valid & (values >= cut), values, score_divisor=100.0)
                 progress.report((r0 + n) / reader.height, "vectorising")
             return vectorizer.finish()
         finally:

@@ -33,11 +33,14 @@ def cpu_has_vnni() -> bool:
     return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
-def resolve_precision(precision: str) -> str:
-    """"auto" is int8 where VNNI makes it pay, fp32 elsewhere."""
+def resolve_precision(precision: str, trained: bool = True) -> str:
+    """"auto" (the detection default) is int8 where VNNI makes it pay, fp32 elsewhere.
+
+    An untrained checkpoint stays fp32 under "auto": int8 parity is proven on trained
+    weights (tests/test_int8_parity.py), and calibrating random weights only costs time."""
     precision = (precision or "auto").lower()
     if precision == "auto":
-        return "int8" if cpu_has_vnni() else "fp32"
+        return "int8" if cpu_has_vnni() and trained else "fp32"
     return precision
 
 
@@ -74,16 +77,24 @@ class _Reader:
         return None if batch is None else {"image": batch}
 
 
+def int8_graph_file(ckpt: "Checkpoint", tile_size: int) -> Path:
+    """Where the int8 graph of ``ckpt`` for ``tile_size`` is cached (it may not exist yet)."""
+    from .backends import onnx_graph_file
+
+    fp32 = onnx_graph_file(ckpt, tile_size)
+    return fp32.with_name(fp32.stem + "-int8.onnx")
+
+
 def int8_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     """The cached int8 graph, quantised from the fp32 export on first use."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from .backends import onnx_model_path
 
-    fp32 = onnx_model_path(ckpt, tile_size)
-    path = fp32.with_name(fp32.stem + "-int8.onnx")
+    path = int8_graph_file(ckpt, tile_size)
     if path.is_file():
         return path
+    fp32 = onnx_model_path(ckpt, tile_size)
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(3)  # the quantiser's graph warnings are not the user's business

@@ -9,7 +9,7 @@ components across row blocks, so the polygons cover the same pixels.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, List, Optional
 
 import numpy as np
 from affine import Affine
@@ -21,16 +21,17 @@ from .vectorize import Component, StripVectorizer
 class VectorizingSink:
     """A RowSink that writes probability rows and vectorises them in the same call."""
 
-    def __init__(self, writer: ProbabilityWriter, transform: Affine, width: int, threshold: float) -> None:
+    def __init__(self, writer: ProbabilityWriter, transform: Affine, width: int, threshold: float,
+                 keep: Optional[Callable[[Component], bool]] = None) -> None:
         self.writer = writer
-        self.vectorizer = StripVectorizer(transform, width)
+        self.vectorizer = StripVectorizer(transform, width, keep)
         self.cut = int(round(threshold * 100))
 
     def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
         values = probability_percent(probability, valid)  # computed once, written and vectorised
         self.writer.write_percent(row0, values)
         stored_valid = values != PROBABILITY_NODATA
-        self.vectorizer.add_strip(row0, stored_valid & (values >= self.cut), values.astype(np.float32) / 100.0)
+        self.vectorizer.add_strip(row0, stored_valid & (values >= self.cut), values, score_divisor=100.0)
 
     def components(self) -> List[Component]:
         return self.vectorizer.finish()

@@ -9,7 +9,7 @@ borders comes out whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set
 
 import numpy as np
 import shapely
@@ -49,29 +49,42 @@ class _Piece:
 class StripVectorizer:
     """Feed consecutive strips with ``add_strip``; collect components with ``finish``."""
 
-    def __init__(self, transform: Affine, width: int) -> None:
+    def __init__(self, transform: Affine, width: int, keep: Optional[Callable[["Component"], bool]] = None) -> None:
+        """``keep``: components it refuses are dropped as soon as they are complete. Detection
+        passes its minimum-area test: most components are specks below it, and held until the
+        end their geometries grew with the raster's area (~90 000 at 20000^2, issue 11)."""
         self.transform = transform
         self.width = width
+        self._keep = keep
         self._sets = UnionFind()
         self._pieces: Dict[int, _Piece] = {}
         self._previous_bottom: Optional[np.ndarray] = None  # global ids on the last row so far
         self._next_id = 1
         self._done: List[Component] = []
 
-    def add_strip(self, row0: int, mask: np.ndarray, scores: np.ndarray) -> None:
-        """``mask`` (rows, width) bool pixels to keep; ``scores`` their probabilities 0..1."""
-        labels, count = ndimage.label(mask, structure=FOUR_CONNECTED)
+    def add_strip(self, row0: int, mask: np.ndarray, scores: np.ndarray, score_divisor: Optional[float] = None) -> None:
+        """``mask`` (rows, width) bool pixels to keep; ``scores`` their probabilities 0..1
+        (or, with ``score_divisor``, values that float32 division by it turns into them).
+
+        Scores are gathered at the kept pixels only: full-width float copies of a strip were
+        ~60 MB each at 20000 px wide (issue 11). Sums run over the same pixels in the same
+        order as before, so the results are the same to the last bit."""
+        labels, count = ndimage.label(mask, structure=FOUR_CONNECTED, output=np.int32)
         global_ids = np.zeros(count + 1, dtype=np.int64)
         if count:
             global_ids[1:] = np.arange(self._next_id, self._next_id + count)
             self._next_id += count
-            flat = labels.ravel()
-            sums = np.bincount(flat, weights=scores.ravel().astype(np.float64), minlength=count + 1)
-            counts = np.bincount(flat, minlength=count + 1)
-            maxima = ndimage.maximum(scores, labels, index=np.arange(1, count + 1))
+            kept = mask.astype(bool, copy=False)
+            picked = labels[kept]
+            values = scores[kept] if score_divisor is None else scores[kept].astype(np.float32) / np.float32(score_divisor)
+            sums = np.bincount(picked, weights=values.astype(np.float64), minlength=count + 1)
+            counts = np.bincount(picked, minlength=count + 1)
+            maxima = np.full(count + 1, -np.inf)
+            np.maximum.at(maxima, picked, values)
+            maxima = maxima[1:]
             strip_transform = self.transform * Affine.translation(0, row0)
             geoms: Dict[int, List[BaseGeometry]] = {}
-            for geojson, value in shapes(labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=strip_transform):
+            for geojson, value in shapes(labels, mask=kept, connectivity=4, transform=strip_transform):
                 geoms.setdefault(int(value), []).append(shape(geojson))
             for label in range(1, count + 1):
                 gid = int(global_ids[label])
@@ -103,14 +116,14 @@ class StripVectorizer:
                 self._sets.remove(m)
             geoms = [g for p in pieces for g in p.geometries]
             geometry = geoms[0] if len(geoms) == 1 else shapely.unary_union(geoms)
-            self._done.append(
-                Component(
-                    geometry=geometry,
-                    pixel_count=sum(p.pixel_count for p in pieces),
-                    score_sum=sum(p.score_sum for p in pieces),
-                    score_max=max(p.score_max for p in pieces),
-                )
+            component = Component(
+                geometry=geometry,
+                pixel_count=sum(p.pixel_count for p in pieces),
+                score_sum=sum(p.score_sum for p in pieces),
+                score_max=max(p.score_max for p in pieces),
             )
+            if self._keep is None or self._keep(component):
+                self._done.append(component)
 
 
 def vectorize_mask(mask: np.ndarray, transform: Affine, scores: Optional[np.ndarray] = None) -> List[BaseGeometry]:

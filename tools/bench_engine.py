@@ -4,14 +4,17 @@ Builds large 3 m RGB rasters by tiling the real ARTS chips (../shared/data): 100
 and the paper's Beiluhe mosaic size 30916 x 18713; then, in one run on one machine:
   * end to end (read, tiles, model, blend, write, vectorise) through `run_detection`,
     each size in its own process so its peak memory (max RSS) is its own;
-  * model-only throughput of the same network and tile size on a sample of tiles: a plain
-    onnxruntime session with default options on the same fp32 graph (the yardstick), the
-    engine's own fp32 session, and the engine's int8 graph, expressed per raster pixel (the sample's time
-    scaled to the raster's tile count) so it compares directly with end to end.
-Model-only runs happen before and after the end-to-end runs and are averaged, because
-these machines are noisy. Results go to BENCHMARKS.md (section between markers).
+  * model-only throughput of the same network and tile size on tiles sampled from that raster
+    (spread over it, scaled as detection scales them): a plain onnxruntime session with default
+    options on the same fp32 graph (the yardstick), the engine's own fp32 session, and the
+    engine's int8 graph, expressed per raster pixel (the sample's time scaled to the raster's
+    tile count) so it compares directly with end to end.
+Model-only runs happen right before and right after each size's end-to-end run and are
+averaged, because these machines are noisy. End to end runs detection's defaults (precision
+auto, as `make detect`), after the graphs are cached in a separate process as `make detect`
+does, so the run is torch-free like `make detect`. Results go to BENCHMARKS.md (between markers).
 
-  .venv/bin/python tools/bench_engine.py --sizes 10000 20000 30916x18713 --precisions fp32 int8 --output BENCHMARKS.md
+  .venv/bin/python tools/bench_engine.py --sizes 10000 20000 30916x18713 --output BENCHMARKS.md
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ BEGIN, END = "<!-- bench-engine:begin -->", "<!-- bench-engine:end -->"
 
 
 BEILUHE = "30916x18713"  # the paper's Beiluhe mosaic, 3 m
+BACKEND_LABELS = {"plain": "plain onnxruntime fp32", "onnxruntime": "engine fp32", "int8": "engine int8", "cuda": "CUDA"}
 
 
 def parse_size(text: str) -> tuple:
@@ -75,7 +79,7 @@ def build_raster(size: str, shared: Path) -> Path:
     return path
 
 
-def end_to_end(raster: Path, checkpoint: Path, precision: str = "fp32") -> dict:
+def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto") -> dict:
     from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
     out = OUT / f"e2e_{raster.stem}_{precision}"
@@ -88,11 +92,40 @@ def end_to_end(raster: Path, checkpoint: Path, precision: str = "fp32") -> dict:
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
-            "device": result.device_name}
+            "device": result.device_name, "torch_imported": "torch" in sys.modules}
 
 
-def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4) -> float:
-    """Seconds per tile of the bare network (random real-valued input, same tile size)."""
+def sample_tiles(raster: Path, ckpt, count: int) -> np.ndarray:
+    """(count, C, tile, tile) float32: tiles spread over the raster on a regular grid, scaled
+    with a stretch computed from them (speed does not depend on the exact stretch)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from thaw_slump_mapper.core.scaling import apply_scaling, compute_stretch, valid_pixels
+
+    tile = ckpt.tile_size
+    with rasterio.open(raster) as src:
+        side = int(np.ceil(np.sqrt(count)))
+        rows = np.linspace(0, src.height - tile, side).astype(int)
+        cols = np.linspace(0, src.width - tile, side).astype(int)
+        raw = [src.read(list(range(1, len(ckpt.bands) + 1)), window=Window(int(c), int(r), tile, tile))
+               for r in rows for c in cols][:count]
+    stack = np.concatenate(raw, axis=2)
+    valid = valid_pixels(stack)
+    stretch = compute_stretch(stack, valid, ckpt.scaling)
+    return np.stack([apply_scaling(t, valid_pixels(t), stretch, ckpt.scaling) for t in raw]).astype(np.float32)
+
+
+def prepare(checkpoint: Path) -> dict:
+    """Cache the graphs and the checkpoint's description, as `make detect` does first."""
+    from thaw_slump_mapper.engine.model_cache import prepare as prepare_graphs
+
+    prepare_graphs(checkpoint)
+    return {"prepared": str(checkpoint)}
+
+
+def model_only(checkpoint: Path, backend: str, sample_tiles_count: int, batch: int = 4, raster: Path | None = None) -> float:
+    """Seconds per tile of the bare network on tiles of ``raster`` (random input without one)."""
     from thaw_slump_mapper.core.checkpoint import load_checkpoint
     from thaw_slump_mapper.engine.backends import make_predictor
 
@@ -122,12 +155,15 @@ def model_only(checkpoint: Path, backend: str, sample_tiles: int, batch: int = 4
             with torch.inference_mode():
                 return torch.sigmoid(net(torch.from_numpy(x)))[:, 0].numpy()
 
-    x = np.random.default_rng(0).normal(size=(batch, len(ckpt.bands), ckpt.tile_size, ckpt.tile_size)).astype(np.float32)
-    predictor(x)  # warm-up
+    runs = max(1, sample_tiles_count // batch)
+    if raster is not None:
+        tiles = sample_tiles(raster, ckpt, runs * batch)
+    else:
+        tiles = np.random.default_rng(0).normal(size=(runs * batch, len(ckpt.bands), ckpt.tile_size, ckpt.tile_size)).astype(np.float32)
+    predictor(tiles[:batch])  # warm-up
     started = time.perf_counter()
-    runs = max(1, sample_tiles // batch)
-    for _ in range(runs):
-        predictor(x)
+    for b in range(runs):
+        predictor(tiles[b * batch:(b + 1) * batch])
     return (time.perf_counter() - started) / (runs * batch)
 
 
@@ -139,9 +175,12 @@ def tiles_for(width: int, height: int, tile: int, overlap: int) -> int:
 
 def worker(args: argparse.Namespace) -> None:
     if args.worker.startswith("e2e"):
-        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint), args.worker.partition(":")[2] or "fp32")))
+        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint), args.worker.partition(":")[2] or "auto")))
+    elif args.worker == "prepare":
+        print(json.dumps(prepare(Path(args.checkpoint))))
     else:
-        print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), args.worker, args.sample)}))
+        raster = Path(args.raster) if args.raster else None
+        print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), args.worker, args.sample, raster=raster)}))
 
 
 def run_worker(kind: str, checkpoint: Path, raster: Path | None = None, sample: int = 0) -> dict:
@@ -155,7 +194,7 @@ def run_worker(kind: str, checkpoint: Path, raster: Path | None = None, sample: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["10000", "20000", BEILUHE], help="N (square) or WxH")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"], help="end-to-end runs per size")
+    parser.add_argument("--precisions", nargs="+", default=["auto"], help="end-to-end runs per size (auto: detect's default)")
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--sample", type=int, default=48, help="tiles timed for model-only throughput")
     parser.add_argument("--output", type=Path, default=None)
@@ -175,33 +214,41 @@ def main() -> None:
     # "plain": onnxruntime's default session on the same graph, the issue's yardstick
     backends = ["cuda"] if gpu else ["plain", "onnxruntime", "int8"]
     rows = []
-    before = {b: run_worker(b, checkpoint, sample=args.sample) for b in backends}
+    run_worker("prepare", checkpoint)
     for size in args.sizes:
         raster = build_raster(size, args.shared)
         for precision in args.precisions:
+            before = {b: run_worker(b, checkpoint, raster, sample=args.sample) for b in backends}
             print(f"end to end on {size} ({precision}) ...", file=sys.stderr)
-            rows.append((size, run_worker(f"e2e:{precision}", checkpoint, raster)))
-    after = {b: run_worker(b, checkpoint, sample=args.sample) for b in backends}
-    per_tile = {b: (before[b]["seconds_per_tile"] + after[b]["seconds_per_tile"]) / 2 for b in backends}
+            e2e = run_worker(f"e2e:{precision}", checkpoint, raster)
+            after = {b: run_worker(b, checkpoint, raster, sample=args.sample) for b in backends}
+            e2e["per_tile"] = {b: (before[b]["seconds_per_tile"] + after[b]["seconds_per_tile"]) / 2 for b in backends}
+            rows.append((size, e2e))
+            print(f"  {e2e['seconds']:.0f} s, peak {e2e['peak_mb']:.0f} MB", file=sys.stderr)
 
     lines = [BEGIN, "", f"Run: `make bench` on {platform.node()} ({os.cpu_count()} CPU cores"
              + (f", GPU {gpu}" if gpu else ", no GPU") + f"), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              f"Model: {ckpt.summary()}; tile {ckpt.tile_size} px, overlap {ckpt.overlap} px, batch 4.", "",
-             "| raster | end to end (precision) | km2/min at 3 m | peak memory | model only: " + " | model only: ".join(backends)
-             + " | end to end / " + backends[0] + " fp32 |", "|" + " --- |" * (5 + len(backends))]
+             "| raster | end to end (precision) | km2/min at 3 m | peak memory | model only: "
+             + " | model only: ".join(BACKEND_LABELS.get(b, b) for b in backends)
+             + " | end to end / " + BACKEND_LABELS.get(backends[0], backends[0]) + " |", "|" + " --- |" * (5 + len(backends))]
     for size, r in rows:
         width, height = parse_size(size)
         mpx = r["pixels"] / 1e6
         e2e = mpx / r["seconds"]
         tiles = tiles_for(width, height, ckpt.tile_size, ckpt.overlap)
-        model = {b: mpx / (per_tile[b] * tiles) for b in backends}
+        model = {b: mpx / (r["per_tile"][b] * tiles) for b in backends}
         lines.append(
             f"| {width} x {height} ({mpx:.0f} Mpx) | {e2e:.2f} Mpx/s ({r['seconds']:.0f} s, {r['backend']}) | {e2e * 9 * 60 / 1e0:.0f} "
             f"| {r['peak_mb']:.0f} MB | " + " | ".join(f"{model[b]:.2f} Mpx/s" for b in backends)
             + f" | {e2e / model[backends[0]]:.2f} |"
         )
+    for size, r in rows:
+        if size == BEILUHE:
+            lines += ["", f"Beiluhe size ({size}): {r['seconds'] / 60:.1f} min end to end (target: 5 min or less)."]
     lines += ["", "Model-only throughput is per raster pixel: seconds per tile (timed on "
-              f"{args.sample} tiles before and after the end-to-end runs, averaged) times the raster's tile count.", "", END]
+              f"{args.sample} tiles of that raster right before and right after its end-to-end run, averaged) times the "
+              "raster's tile count.", "", END]
     text = "\n".join(lines)
     print(text)
     if args.output:
