@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-import numpy as np
 import rasterio
 import shapely
 from rasterio.enums import Resampling
