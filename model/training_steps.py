@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -130,7 +131,12 @@ class FrozenEncoderForward:
             graph = self.graphs.get(key)
             if graph is None and len(self.graphs) < self.MAX_SHAPES:
                 try:
-                    graph = torch.jit.freeze(torch.jit.trace(_traceable_encoder(self.encoder, eager), x, check_trace=False))
+                    with warnings.catch_warnings():
+                        # torch 2.14 marks TorchScript deprecated in favour of torch.compile, which took
+                        # about 150 s to compile this network on 2 cores (docs/TRAINING.md): more than
+                        # the warm-up it would speed up. The pinned torch still runs the traced graph.
+                        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated.*")
+                        graph = torch.jit.freeze(torch.jit.trace(_traceable_encoder(self.encoder, eager), x, check_trace=False))
                 except (RuntimeError, TypeError):  # an encoder tracing cannot follow keeps its eager forward
                     self.MAX_SHAPES = 0
                     graph = None
