@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import List
 
+from ..core.file_names import DEMO_SCENE
 from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
 
 REPO = Path(__file__).resolve().parent.parent
 # A Copernicus Sentinel-2 clip (10 m) and its expert consensus outlines; see demo/README.md.
-DEMO_SCENE = REPO / "demo" / "peel_plateau_s2_20210821_rgb.tif"
 DEMO_REFERENCE = REPO / "demo" / "peel_plateau_reference_outlines.geojson"
 ATTRIBUTION = "Contains modified Copernicus Sentinel data 2021"
 

@@ -6,6 +6,9 @@ import re
 from pathlib import Path
 
 DEFAULT_LAYER = "thaw_slumps"
+# The bundled real scene (a git checkout only; the plugin zip leaves demo/ out): `make demo`
+# detects on it, and int8 quantisation calibrates on it (engine/quantize.py).
+DEMO_SCENE = Path(__file__).resolve().parent.parent / "demo" / "peel_plateau_s2_20210821_rgb.tif"
 
 
 def probability_path(output_path: Path | str, layer_name: str = DEFAULT_LAYER) -> Path:

@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Iterator, List
 
 import numpy as np
 
+from ..core.errors import UserError
+from ..core.file_names import DEMO_SCENE
+
 if TYPE_CHECKING:
     from ..core.checkpoint import Checkpoint
 
 PRECISION_CHOICES = ("auto", "fp32", "int8")
 CALIBRATION_VIEWS = 8
-DEMO_SCENE = Path(__file__).resolve().parent.parent / "demo" / "arctic_rts_demo_scene.tif"
+# int8 activation ranges come from the bundled real scene; where it is absent (the plugin zip
+# leaves demo/ out) "auto" stays fp32 and an explicit int8 request says why it cannot run.
+CALIBRATION_SCENE = DEMO_SCENE
 
 
 def cpu_has_vnni() -> bool:
@@ -40,7 +45,7 @@ def resolve_precision(precision: str, trained: bool = True) -> str:
     weights (tests/test_int8_parity.py), and calibrating random weights only costs time."""
     precision = (precision or "auto").lower()
     if precision == "auto":
-        return "int8" if cpu_has_vnni() and trained else "fp32"
+        return "int8" if cpu_has_vnni() and trained and CALIBRATION_SCENE.is_file() else "fp32"
     return precision
 
 
@@ -51,7 +56,12 @@ def calibration_batches(ckpt: "Checkpoint", tile_size: int) -> List[np.ndarray]:
 
     from ..core.scaling import apply_scaling, compute_stretch, valid_pixels
 
-    with rasterio.open(DEMO_SCENE) as src:
+    if not CALIBRATION_SCENE.is_file():
+        raise UserError(
+            f"int8 inference calibrates on {CALIBRATION_SCENE.name}, which this installation lacks "
+            "(a git checkout has it in demo/); run with precision fp32 or auto."
+        )
+    with rasterio.open(CALIBRATION_SCENE) as src:
         data = src.read(list(range(1, len(ckpt.bands) + 1))).astype(np.float32)
     valid = valid_pixels(data, 0)
     stretch = compute_stretch(data, valid, ckpt.scaling)
