@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional
 
 from qgis.core import (
-    QgsApplication,
     QgsCoordinateTransform,
     QgsFeatureRequest,
     QgsFillSymbol,
@@ -36,6 +35,7 @@ from qgis.PyQt.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, 
 
 from ..analysis import review
 from ..qgis_common.layer_adapters import layer_file
+from .follow_up import TRAIN_ALGORITHM, open_algorithm_dialog
 from .review_tracker import is_detection_layer
 
 # The reviewed layer is remembered in the project file under this scope.
@@ -367,10 +367,8 @@ class ReviewPanel(QWidget):
 
     def open_export_labels(self) -> Any:
         """The Export training labels dialog, filled in; its folder then feeds Fine-tune."""
-        dialog = _algorithm_dialog("thawslump:export_labels", self.export_parameters())
-        if dialog is None:
-            self._say("thawslump:export_labels is not available (is the Processing provider loaded?).")
-        elif hasattr(dialog, "algorithmFinished"):
+        dialog = open_algorithm_dialog("thawslump:export_labels", self.export_parameters(), self._say)
+        if dialog is not None and hasattr(dialog, "algorithmFinished"):
             dialog.algorithmFinished.connect(lambda ok, results: self.export_finished(ok, results))
         return dialog
 
@@ -394,7 +392,7 @@ class ReviewPanel(QWidget):
         if dependency_check.missing_full_packages():
             self._say("Fine-tuning needs torch: use Install torch... in the Detect tab first. " + dependency_check.FULL_NOTE)
             return None
-        return _algorithm_dialog("thawslump:train", self.fine_tune_parameters())
+        return open_algorithm_dialog(TRAIN_ALGORITHM, self.fine_tune_parameters(), self._say)
 
     def counts(self) -> Counter:
         layer = self.current_layer()
@@ -418,14 +416,3 @@ class ReviewPanel(QWidget):
 
 def _state_text(value):
     return None if value is None or (hasattr(value, "isNull") and value.isNull()) else value
-
-
-def _algorithm_dialog(algorithm_id: str, parameters: dict) -> Any:
-    """The standard Processing dialog, filled in and shown (it runs as a background task)."""
-    if QgsApplication.processingRegistry().algorithmById(algorithm_id) is None:
-        return None
-    import processing
-
-    dialog = processing.createAlgorithmDialog(algorithm_id, parameters)
-    dialog.show()
-    return dialog
