@@ -169,6 +169,19 @@ def save_checkpoint(ckpt: Checkpoint, path: Path) -> Path:
     return path
 
 
+def checkpoint_from_description(payload: Dict[str, Any], where: str, path: Path, **extra: Any) -> Checkpoint:
+    """A checkpoint without weights from a stored description (``describe_dict``'s inverse),
+    validated as a loaded one is: what the ONNX light path and the torch-free cache read."""
+    _validate(payload, where)
+    inp, inf = payload["input"], payload["inference"]
+    return Checkpoint(
+        architecture=payload["architecture"], bands=list(inp["bands"]), gsd_m=float(inp["gsd_m"]),
+        scaling=dict(inp["scaling"]), tile_size=int(inf["tile_size"]), overlap=int(inf["overlap"]),
+        threshold=float(inf["threshold"]), min_area_m2=float(inf["min_area_m2"]), version=str(payload["version"]),
+        name=str(payload["name"]), provenance=dict(payload.get("provenance") or {}), path=path, **extra,
+    )
+
+
 def torch_available() -> bool:
     """Whether torch can be imported, without importing it (that alone takes seconds)."""
     return importlib.util.find_spec("torch") is not None

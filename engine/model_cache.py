@@ -63,20 +63,12 @@ def remember(ckpt: "Checkpoint") -> None:
 
 def remembered(checkpoint_path: Path) -> Optional["Checkpoint"]:
     """The checkpoint's description without its weights, or None when not cached (or unreadable)."""
-    from ..core.checkpoint import Checkpoint, _validate
+    from ..core.checkpoint import checkpoint_from_description
 
     try:
         stored = json.loads(description_file(checkpoint_path).read_text())
-        payload = stored["description"]
-        _validate(payload, checkpoint_path.name)
-        inp, inf = payload["input"], payload["inference"]
-        return Checkpoint(
-            architecture=payload["architecture"], bands=list(inp["bands"]), gsd_m=float(inp["gsd_m"]),
-            scaling=dict(inp["scaling"]), tile_size=int(inf["tile_size"]), overlap=int(inf["overlap"]),
-            threshold=float(inf["threshold"]), min_area_m2=float(inf["min_area_m2"]), version=str(payload["version"]),
-            name=str(payload["name"]), provenance=dict(payload.get("provenance") or {}), path=checkpoint_path,
-            known_fingerprint=str(stored["fingerprint"]),
-        )
+        return checkpoint_from_description(stored["description"], checkpoint_path.name, checkpoint_path,
+                                           known_fingerprint=str(stored["fingerprint"]))
     except Exception:  # a missing, stale or damaged entry: the full load decides (and rewrites it)
         return None
 

@@ -42,7 +42,7 @@ def shipped_onnx_path(checkpoint_path: Path) -> Path:
 def load_onnx_checkpoint(checkpoint_path: Path) -> "Checkpoint":
     """The checkpoint's description from the ONNX graph beside it, for torch-free detection.
     The returned Checkpoint has no torch weights; its onnx_path is what onnxruntime runs."""
-    from ..core.checkpoint import Checkpoint, _validate
+    from ..core.checkpoint import checkpoint_from_description
 
     checkpoint_path = Path(checkpoint_path)
     onnx_path = shipped_onnx_path(checkpoint_path)
@@ -51,16 +51,7 @@ def load_onnx_checkpoint(checkpoint_path: Path) -> "Checkpoint":
             f"Checkpoint {checkpoint_path.name} needs torch to be read (no {onnx_path.name} beside it for onnxruntime); "
             f"{FULL_INSTALL_HINT}."
         )
-    payload = read_description(onnx_path)
-    _validate(payload, onnx_path.name)
-    inp, inf = payload["input"], payload["inference"]
-    return Checkpoint(
-        architecture=payload["architecture"], bands=list(inp["bands"]), gsd_m=float(inp["gsd_m"]),
-        scaling=dict(inp["scaling"]), tile_size=int(inf["tile_size"]), overlap=int(inf["overlap"]),
-        threshold=float(inf["threshold"]), min_area_m2=float(inf["min_area_m2"]), version=str(payload["version"]),
-        name=str(payload["name"]), provenance=dict(payload.get("provenance") or {}), path=checkpoint_path,
-        onnx_path=onnx_path,
-    )
+    return checkpoint_from_description(read_description(onnx_path), onnx_path.name, checkpoint_path, onnx_path=onnx_path)
 
 
 def read_description(onnx_path: Path) -> Dict:
