@@ -17,7 +17,7 @@ with (cells x moments x ray length):
    A moment's horizon is interpolated linearly between the two neighbouring azimuths.
    Differences from the exact replay: SAGA's rule that a ray stops at the first cell above it
    (it moves a shadow by at most the rounding of one cell), the azimuth interpolation, and the
-   strided far samples. Measured against SAGA (tests/test_solar_vs_saga.py): within 1 %.
+   strided far samples. Measured against SAGA (tests/analysis/test_solar_vs_saga.py): within 1 %.
 2. Moments. Moments whose Sun positions fall in the same MOMENT_BIN_DEG cell of
    (azimuth, height) share one lit/unlit pattern and incidence; their solar constants and
    air masses stay exact in the sums.

@@ -6,7 +6,7 @@ activations uint8 with ranges calibrated (min/max) on real imagery, the bundled 
 input and shown in flips and rotations. onnxruntime fuses the QDQ pairs into integer
 convolutions, which run on VNNI (avx512_vnni / avx_vnni) at several times the fp32 rate.
 The graph is built once per checkpoint fingerprint and tile size and cached beside the fp32
-export. tests/test_int8_parity.py bounds the difference from fp32 on the real chips.
+export. tests/engine/test_int8_parity.py bounds the difference from fp32 on the real chips.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def resolve_precision(precision: str, trained: bool = True) -> str:
     """"auto" (the detection default) is int8 where VNNI makes it pay, fp32 elsewhere.
 
     An untrained checkpoint stays fp32 under "auto": int8 parity is proven on trained
-    weights (tests/test_int8_parity.py), and calibrating random weights only costs time."""
+    weights (tests/engine/test_int8_parity.py), and calibrating random weights only costs time."""
     precision = (precision or "auto").lower()
     if precision == "auto":
         return "int8" if cpu_has_vnni() and trained and CALIBRATION_SCENE.is_file() else "fp32"

@@ -1,5 +1,5 @@
 """A 1 m 'lidar-like' DEM built from the real ASTER DEM with a known transform, and slump
-outlines of lidar-survey size on it; shared by tests/test_solar_fine_dem.py and
+outlines of lidar-survey size on it; shared by tests/analysis/test_solar_fine_dem.py and
 tools/bench_morphometry.py (which times SAGA on it in the same run).
 
 Transform: a 67 x 34 cell window (2 km x 1 km, 118 m of relief, a hillslope of the

@@ -70,7 +70,7 @@ def solar_case(shared_data, tmp_path_factory):
     # as SAGA runs it: one latitude for the whole grid
     same_latitude = replace(SETTINGS, latitude_deg=round(lat[0], 4))
     ours_same_latitude = morphometry_for_geometries(geoms, "EPSG:32718", dem, solar_settings=same_latitude)
-    # the horizon method, which "auto" uses on 1-2 m DEMs only (tests/test_solar_fine_dem.py)
+    # the horizon method, which "auto" uses on 1-2 m DEMs only (tests/analysis/test_solar_fine_dem.py)
     horizon = morphometry_for_geometries(geoms, "EPSG:32718", dem, solar_settings=replace(same_latitude, shadow_method="horizon"))
     return (np.array([r["pisr_mean"] for r in ours]), np.array([r["pisr_mean"] for r in ours_same_latitude]), saga,
             np.array([r["pisr_mean"] for r in horizon]))
