@@ -121,6 +121,7 @@ class FrozenEncoderForward:
     def __init__(self, encoder) -> None:
         self.encoder = encoder
         self.graphs: Dict[Tuple[int, ...], Any] = {}
+        self.traceable = True
 
     def __call__(self, x):
         import torch
@@ -129,7 +130,7 @@ class FrozenEncoderForward:
         with torch.no_grad():
             key = tuple(x.shape)
             graph = self.graphs.get(key)
-            if graph is None and len(self.graphs) < self.MAX_SHAPES:
+            if graph is None and self.traceable and len(self.graphs) < self.MAX_SHAPES:
                 try:
                     with warnings.catch_warnings():
                         # torch 2.14 marks TorchScript deprecated in favour of torch.compile, which took
@@ -138,7 +139,7 @@ class FrozenEncoderForward:
                         warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated.*")
                         graph = torch.jit.freeze(torch.jit.trace(_traceable_encoder(self.encoder, eager), x, check_trace=False))
                 except (RuntimeError, TypeError):  # an encoder tracing cannot follow keeps its eager forward
-                    self.MAX_SHAPES = 0
+                    self.traceable = False
                     graph = None
                 if graph is not None:
                     self.graphs[key] = graph

@@ -55,12 +55,6 @@ def _recipes():
     }
 
 
-def fine_tune_crop() -> int:
-    from thaw_slump_mapper.model.fine_tune_defaults import FINE_TUNE_CROP_PX
-
-    return FINE_TUNE_CROP_PX
-
-
 BASELINE = "baseline (recipe of 2026-11-25: fp32, contiguous, inline batches)"
 
 
@@ -135,7 +129,7 @@ def main() -> int:
     old = recipes[BASELINE][0]
     base_crops = old.batch_size / statistics.median(seconds[BASELINE])
     base_px = base_crops * old.crop_size**2
-    new = recipes[f"new default (crop {fine_tune_crop()}): main phase"][0]
+    new = next(settings for name, (settings, _) in recipes.items() if name.startswith("new default (crop"))
     lines = [
         f"Run: `make bench-train` on {platform.node()} ({os.cpu_count()} CPU cores, no GPU), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} alternating rounds of {args.steps} steps "
