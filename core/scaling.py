@@ -40,8 +40,8 @@ def compute_stretch(data: np.ndarray, valid: np.ndarray, scaling: Dict[str, Any]
     high = np.ones(bands)
     if valid.any():
         pixels = data[:, valid].astype(np.float64)
-        low = np.percentile(pixels, scaling["low_pct"], axis=1)
-        high = np.percentile(pixels, scaling["high_pct"], axis=1)
+        # one call, one partition of the pixels for both limits (the same values as two calls)
+        low, high = np.percentile(pixels, [scaling["low_pct"], scaling["high_pct"]], axis=1)
     # A flat band would divide by zero; give it a unit range so it maps to a constant.
     flat = high - low < 1e-6
     high = np.where(flat, low + 1.0, high)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.chip_format import MASK_BACKGROUND, MASK_IGNORE, LoadedChip
-from ..core.scaling import apply_scaling, compute_stretch
+from ..core.scaling import Stretch, apply_scaling, compute_stretch
 
 
 @dataclass
@@ -68,8 +68,10 @@ def render_chip(
     scaling: Dict[str, Any],
     rng: Optional[np.random.Generator] = None,
     aug: Optional[AugmentSettings] = None,
+    photometric: bool = True,
 ) -> View:
-    """The chip at ``target_gsd`` (jittered when augmenting), stretched to 0..1 like inference."""
+    """The chip at ``target_gsd`` (jittered when augmenting), stretched to 0..1 like inference;
+    ``photometric=False`` leaves colour jitter and noise to the caller (``jitter_colours``)."""
     factor = chip.gsd / target_gsd
     augment = rng is not None and aug is not None
     if augment and aug.scale_jitter > 0:
@@ -93,10 +95,27 @@ def render_chip(
     # The shared stretch, with unit statistics so the result stays 0..1 for colour jitter;
     # normalise() applies the checkpoint's mean/std afterwards: same numbers as inference.
     unit = dict(scaling, mean=[0.0] * data.shape[0], std=[1.0] * data.shape[0])
-    stretched = apply_scaling(data, valid, compute_stretch(data, valid, scaling), unit)
-    if augment:
+    stretched = apply_scaling(data, valid, _view_stretch(data, valid, scaling), unit)
+    if augment and photometric:
         stretched = _colour_jitter(stretched, valid, rng, aug)
     return View(stretched.astype(np.float32), valid, mask)
+
+
+STRETCH_SAMPLE_PX = 1 << 16  # percentiles of the 2nd and 98th kind move by < 0.1 % of the range at this sample size
+
+
+def _view_stretch(data: np.ndarray, valid: np.ndarray, scaling: Dict[str, Any]) -> Stretch:
+    """The stretch of a rendered view from a regular sample of its pixels, as detection takes
+    it from a decimated read of the scene: the full-view percentiles were a third of the cost
+    of building a training batch."""
+    step = max(1, int(math.sqrt(valid.size / STRETCH_SAMPLE_PX)))
+    return compute_stretch(data[:, ::step, ::step], valid[::step, ::step], scaling)
+
+
+def jitter_colours(view: View, rng: np.random.Generator, aug: AugmentSettings) -> View:
+    """Colour jitter and noise on a view that is already cropped: the same distribution as on
+    the whole rendered chip, at the cost of the crop's pixels only."""
+    return View(_colour_jitter(view.image, view.valid, rng, aug), view.valid, view.mask)
 
 
 def _colour_jitter(image: np.ndarray, valid: np.ndarray, rng: np.random.Generator, aug: AugmentSettings) -> np.ndarray:
@@ -104,19 +123,42 @@ def _colour_jitter(image: np.ndarray, valid: np.ndarray, rng: np.random.Generato
     if s <= 0:
         return image
     c = image.shape[0]
-    gain = rng.normal(1.0, s, size=(c, 1, 1)) * rng.normal(1.0, s)  # per band, then brightness
-    offset = rng.normal(0.0, s / 2, size=(c, 1, 1))
-    out = image * gain + offset
+    # float32 throughout and in place: this runs on every training crop, in the batch thread
+    gain = (rng.normal(1.0, s, size=(c, 1, 1)) * rng.normal(1.0, s)).astype(np.float32)  # per band, then brightness
+    offset = rng.normal(0.0, s / 2, size=(c, 1, 1)).astype(np.float32)
+    out = image.astype(np.float32) * gain
+    out += offset
     if c >= 3:  # saturation: blend with the grey image (covers dull Sentinel-2 and vivid Planet)
         grey = out.mean(axis=0, keepdims=True)
-        out = grey + (out - grey) * rng.uniform(1 - 2 * s, 1 + 2 * s)
-    gamma = math.exp(rng.normal(0.0, s))
-    out = np.clip(out, 0.0, 1.0) ** gamma
+        out -= grey
+        out *= np.float32(rng.uniform(1 - 2 * s, 1 + 2 * s))
+        out += grey
+    gamma = np.float32(math.exp(rng.normal(0.0, s)))
+    np.clip(out, 0.0, 1.0, out=out)
+    np.power(out, gamma, out=out)
     if aug.noise_std > 0:
-        out = out + rng.normal(0.0, aug.noise_std, size=out.shape)
-    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+        out += _noise(out.shape, rng) * np.float32(aug.noise_std)
+    np.clip(out, 0.0, 1.0, out=out)
     out[:, ~valid] = 0.0
     return out
+
+
+NOISE_BANK_SIZE = 1 << 22
+_noise_bank: List[np.ndarray] = []
+
+
+def _noise(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Unit Gaussian noise of ``shape``: a window at a random offset of a fixed bank of 4 M
+    draws. Drawing fresh normals for every crop cost a sixth of building a batch; pixel noise
+    only has to differ between crops and have the right spread, which the offset gives."""
+    if not _noise_bank:
+        _noise_bank.append(np.random.default_rng(20201).standard_normal(NOISE_BANK_SIZE, dtype=np.float32))
+    bank = _noise_bank[0]
+    size = int(np.prod(shape))
+    if size >= bank.size:
+        return rng.standard_normal(size=shape, dtype=np.float32)
+    start = int(rng.integers(0, bank.size - size))
+    return bank[start:start + size].reshape(shape)
 
 
 def pad_to(view: View, height: int, width: int, pad_label: int = MASK_IGNORE, rng: Optional[np.random.Generator] = None) -> View:
@@ -199,12 +241,11 @@ def training_sample(
     """One augmented (input, mask) pair for chip ``index`` (or a mosaic starting from it)."""
     if aug.mosaic_prob > 0 and len(chips) > 1 and rng.random() < aug.mosaic_prob:
         others = rng.choice(len(chips), size=3, replace=len(chips) < 4)
-        views = [render_chip(chips[i], target_gsd, scaling, rng, aug) for i in [index, *others]]
+        views = [render_chip(chips[i], target_gsd, scaling, rng, aug) for i in [index, *others]]  # one colour per chip
         order = rng.permutation(4)
-        view = mosaic([views[i] for i in order], rng)
+        view = random_crop(mosaic([views[i] for i in order], rng), crop, rng)
     else:
-        view = render_chip(chips[index], target_gsd, scaling, rng, aug)
-    view = random_crop(view, crop, rng)
+        view = jitter_colours(random_crop(render_chip(chips[index], target_gsd, scaling, rng, aug, photometric=False), crop, rng), rng, aug)
     if aug.flips:
         view = flip_rotate(view, rng)
     if aug.nodata_prob > 0 and rng.random() < aug.nodata_prob:

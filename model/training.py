@@ -29,8 +29,9 @@ from ..core.devices import resolve_device
 from ..core.errors import UserError
 from ..core.progress import Progress
 from .augment import AugmentSettings
-from .batch_prefetch import BatchPrefetcher
+from .batch_prefetch import BatchPrefetcher, prefetch_pays
 from .calibration import calibrate_on_chips
+from .dilated_depthwise import use_fast_depthwise_backward
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
 from .fine_tune_defaults import (
     FINE_TUNE_BATCH_CPU,
@@ -171,6 +172,8 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
     precision = choose_precision(device, settings.precision)
     net = precision.prepare_network(build_network(base).to(device))
     freeze_early_stages(net, settings.frozen_stages)
+    if device == "cpu" and settings.fast_depthwise_backward:
+        use_fast_depthwise_backward(net)
     # the optimiser holds every weight that trains at some point; during the encoder warm-up
     # the encoder's have no gradient, and AdamW leaves them (and their moments) untouched
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate,
@@ -184,6 +187,8 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
         total_steps = min(total_steps, settings.max_steps)
     settings = copy.copy(settings)
     settings.crop_size = effective_crop_size(train_chips, gsd_m, settings)
+    if settings.prefetch is None:  # resolved here, so the checkpoint's provenance records the choice
+        settings.prefetch = prefetch_pays(device, torch.get_num_threads())
     make_batch = batch_maker(train_chips, gsd_m, base.scaling, settings, rng)
     return TrainingRun(
         net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision, loss_fn=loss_function(settings.loss),

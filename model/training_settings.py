@@ -30,7 +30,8 @@ class TrainSettings:
     frozen_stages: int = 0  # encoder stem + this many first stages kept fixed (see freeze_early_stages)
     encoder_warmup_share: float = 0.0  # share of the run with the whole encoder fixed (see freeze_whole_encoder)
     validate_every_s: Optional[float] = None  # None: after every epoch; else at most this often (and at the end)
-    prefetch: bool = True  # build batches in a background thread (model/batch_prefetch.py)
+    prefetch: Optional[bool] = None  # batches from a background thread; None: where a core is free for it (prefetch_pays)
+    fast_depthwise_backward: bool = True  # CPU: the dilated depthwise convolutions' faster backward (model/dilated_depthwise.py)
     loss: str = "bce_dice"  # see model/losses.py LOSSES
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 

@@ -43,7 +43,8 @@ def _recipes():
     new = fine_tune_settings()
     # The fine-tune defaults as they were before this benchmark existed (commit b5d9465).
     old = replace(new, precision="fp32_contiguous", prefetch=False, crop_size=192, batch_size=8, loss="bce_dice", frozen_stages=0,
-                  encoder_warmup_share=0.0, augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0))
+                  encoder_warmup_share=0.0, fast_depthwise_backward=False,
+                  augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0))
     same = replace(new, crop_size=old.crop_size)
     return {
         BASELINE: (old, False),
@@ -72,7 +73,8 @@ def _time_steps(settings, encoder_fixed: bool, chips, base, gsd: float, steps: i
     import torch
 
     from thaw_slump_mapper.core.checkpoint import build_network
-    from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
+    from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher, prefetch_pays
+    from thaw_slump_mapper.model.dilated_depthwise import use_fast_depthwise_backward
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import Precision, choose_precision
     from thaw_slump_mapper.model.training_steps import batch_maker, freeze_early_stages, freeze_whole_encoder, train_mode, train_step
@@ -82,13 +84,16 @@ def _time_steps(settings, encoder_fixed: bool, chips, base, gsd: float, steps: i
     precision = Precision("cpu", "fp32", channels_last=False) if contiguous else choose_precision("cpu", settings.precision)
     net = precision.prepare_network(build_network(base))
     freeze_early_stages(net, settings.frozen_stages)
+    if settings.fast_depthwise_backward:
+        use_fast_depthwise_backward(net)
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     if encoder_fixed:
         freeze_whole_encoder(net)
     train_mode(net)
     make_batch = batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
     loss_fn = loss_function(settings.loss)
-    prefetch = BatchPrefetcher(make_batch) if settings.prefetch else None
+    use_prefetch = prefetch_pays("cpu", torch.get_num_threads()) if settings.prefetch is None else settings.prefetch
+    prefetch = BatchPrefetcher(make_batch) if use_prefetch else None
     try:
         for i in range(steps + 2):
             if i == 2:
@@ -110,6 +115,7 @@ def main() -> int:
     import torch
 
     from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
+    from thaw_slump_mapper.model.batch_prefetch import prefetch_pays
     from thaw_slump_mapper.model.precision import choose_precision
     from thaw_slump_mapper.model.training_start import imagenet_checkpoint, load_training_chips
 
@@ -134,7 +140,9 @@ def main() -> int:
         f"Run: `make bench-train` on {platform.node()} ({os.cpu_count()} CPU cores, no GPU), "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} alternating rounds of {args.steps} steps "
         f"(after 2 warm-up steps) per row, median shown. Network: DeepLabV3+ lite0, 16 real Arctic chips at 3 m. "
-        f"New default here: {choose_precision('cpu').name}, channels_last, batches prefetched; the first "
+        f"New default here: {choose_precision('cpu').name}, channels_last, batches "
+        f"{'prefetched' if prefetch_pays('cpu', torch.get_num_threads()) else 'built inline (no core free for a batch thread)'}, "
+        f"the dilated depthwise convolutions' fast backward; the first "
         f"{new.encoder_warmup_share:.0%} of the run with the whole encoder fixed, then the stem + {new.frozen_stages} stages fixed.",
         "",
         "| recipe | crop px | batch | s/step | crops/s | Mpx/s | x baseline (crops/s) | x baseline (px/s) |",

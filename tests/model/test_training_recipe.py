@@ -236,3 +236,28 @@ def test_validation_runs_at_most_as_often_as_asked(arctic_chips):
     outcome = fit(ckpt, train, val, settings, 3.0)
     validated = [r for r in outcome.history if "val_pixel_iou" in r]
     assert len(outcome.history) == 6 and len(validated) == 1 and validated[0]["step"] == 6
+
+
+def test_prefetch_only_where_a_core_is_free():
+    from thaw_slump_mapper.model.batch_prefetch import prefetch_pays
+
+    assert not prefetch_pays("cpu", 2, cpu_count=2)  # measured slower on this 2-core machine
+    assert prefetch_pays("cpu", 2, cpu_count=4)
+    assert prefetch_pays("cuda", 2, cpu_count=2)
+
+
+def test_colour_jitter_of_a_crop_stays_in_range_and_differs_between_crops(arctic_chips):
+    from thaw_slump_mapper.model.augment import AugmentSettings, jitter_colours, random_crop, render_chip
+
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    rng = np.random.default_rng(5)
+    aug = AugmentSettings(colour_jitter=0.0, noise_std=0.05)
+    view = random_crop(render_chip(arctic_chips[0], 3.0, ckpt.scaling, rng, aug, photometric=False), 64, rng)
+    aug = AugmentSettings(colour_jitter=1e-6, noise_std=0.05)  # noise only, practically
+    a, b = jitter_colours(view, rng, aug), jitter_colours(view, rng, aug)
+    for out in (a, b):
+        assert out.image.dtype == np.float32 and 0.0 <= out.image.min() and out.image.max() <= 1.0
+        assert not out.image[:, ~view.valid].any()
+        inside = (view.image > 0.2) & (view.image < 0.8) & view.valid
+        assert 0.03 < float(np.std((out.image - view.image)[inside])) < 0.07  # the noise's spread
+    assert not np.array_equal(a.image, b.image)

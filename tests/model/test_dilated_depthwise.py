@@ -1,0 +1,66 @@
+"""The dilated depthwise convolutions' faster backward (model/dilated_depthwise.py): the same
+gradients as PyTorch's own kernel on the real network, and nothing else changed."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
+from thaw_slump_mapper.model.dilated_depthwise import is_dilated_depthwise, use_fast_depthwise_backward
+from thaw_slump_mapper.model.precision import choose_precision
+from thaw_slump_mapper.model.training_steps import freeze_early_stages, freeze_whole_encoder, train_mode
+
+
+def _pair():
+    ckpt = load_checkpoint(bundled_checkpoint_path())
+    precision = choose_precision("cpu", "fp32")
+    plain, fast = (precision.prepare_network(build_network(ckpt)) for _ in range(2))
+    for net in (plain, fast):
+        freeze_early_stages(net, 2)
+        train_mode(net)
+    return plain, fast, precision
+
+
+def test_gradients_equal_pytorchs_on_the_bundled_network():
+    """Every trainable weight's gradient, through the encoder's dilated stages and the ASPP,
+    matches PyTorch's kernel to float rounding; the loss is the same number."""
+    plain, fast, precision = _pair()
+    # the DeepLabV3+ lite0 at output stride 16: 5 dilated depthwise convolutions in the last
+    # two encoder stages and 3 in the ASPP
+    assert use_fast_depthwise_backward(fast) == 8
+    assert use_fast_depthwise_backward(fast) == 0  # once only
+    x = precision.prepare_input(torch.from_numpy(np.random.default_rng(3).normal(size=(2, 3, 96, 96)).astype(np.float32)))
+    grads = []
+    for net in (plain, fast):
+        torch.manual_seed(0)  # the ASPP's dropout
+        loss = net(x).square().mean()
+        loss.backward()
+        grads.append((float(loss.detach()), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (loss_plain, g_plain), (loss_fast, g_fast) = grads
+    assert loss_plain == loss_fast
+    assert g_plain.keys() == g_fast.keys()
+    dilated = {f"{n}.weight" for n, m in plain.named_modules() if is_dilated_depthwise(m)}
+    assert len(dilated) == 8 and dilated <= g_fast.keys()
+    # float rounding in a different summation order; gradients that are zero in exact
+    # arithmetic (a batch norm's bias ahead of another batch norm) differ at 1e-7
+    largest = max(float(g.abs().max()) for g in g_plain.values())
+    for name in g_plain:
+        torch.testing.assert_close(g_fast[name], g_plain[name], rtol=1e-3, atol=1e-5 * largest, msg=name)
+    largest_dilated = max(float(g_plain[n].abs().max()) for n in dilated)
+    assert largest_dilated > 1e-3 * largest  # the rewritten layers do get real gradients
+
+
+def test_state_dict_inference_and_the_traced_warmup_encoder_are_untouched():
+    plain, fast, precision = _pair()
+    use_fast_depthwise_backward(fast)
+    assert list(plain.state_dict()) == list(fast.state_dict())
+    x = precision.prepare_input(torch.rand(1, 3, 64, 64))
+    plain.eval()
+    fast.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), fast(x), rtol=0, atol=0)
+    # the warm-up traces the fixed encoder under no_grad: the plain convolution is what it records
+    train_mode(fast)
+    freeze_whole_encoder(fast)
+    features = fast.encoder(x)
+    assert len(features) == len(plain.encoder(x))
