@@ -34,7 +34,7 @@ from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 from ..conftest import REPO, missing
 
 RGB = (1, 2, 3)  # the chips are RGB plus a mask band
-OVERLAP_CHIP = "0a7e324b-142d-5f3f-bf5f-6ed1a0205542.tif"  # the bundled model finds one slump at columns 98-149
+OVERLAP_CHIP = "18191cf6-cdbc-5e6e-b28c-90222c259b3d.tif"  # the bundled model (v2.0.0) finds one slump at columns 71-190
 OTHER_CHIPS = 5
 # The folder that holds the package under its import name (not resolved: the checkout may be
 # linked in under that name); worker processes get it on PYTHONPATH.
@@ -59,7 +59,7 @@ def scene_folder(shared_data, tmp_path_factory) -> Path:
     for chip in [c for c in chips if c.name != OVERLAP_CHIP][:OTHER_CHIPS]:
         shutil.copy(chip, folder / chip.name)
     overlap_chip = shared_data / "arctic_rts_chips" / "chips" / OVERLAP_CHIP
-    # Columns 0-191 and 64-255 of one chip: the slump (columns 98-149) lies in both.
+    # Columns 0-191 and 64-255 of one chip: the slump (about columns 71-190) lies in both.
     _crop(overlap_chip, folder / "overlapA_20190715.tif", 0, 192)
     _crop(overlap_chip, folder / "overlapB_20200802.tif", 64, 192)
     (folder / "corrupt_random.tif").write_bytes(os.urandom(4000))
