@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -144,16 +145,18 @@ def _colour_jitter(image: np.ndarray, valid: np.ndarray, rng: np.random.Generato
 
 
 NOISE_BANK_SIZE = 1 << 22
-_noise_bank: List[np.ndarray] = []
+
+
+@lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    return np.random.default_rng(20201).standard_normal(NOISE_BANK_SIZE, dtype=np.float32)
 
 
 def _noise(shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Unit Gaussian noise of ``shape``: a window at a random offset of a fixed bank of 4 M
     draws. Drawing fresh normals for every crop cost a sixth of building a batch; pixel noise
     only has to differ between crops and have the right spread, which the offset gives."""
-    if not _noise_bank:
-        _noise_bank.append(np.random.default_rng(20201).standard_normal(NOISE_BANK_SIZE, dtype=np.float32))
-    bank = _noise_bank[0]
+    bank = _noise_bank()
     size = int(np.prod(shape))
     if size >= bank.size:
         return rng.standard_normal(size=shape, dtype=np.float32)
