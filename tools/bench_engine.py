@@ -79,7 +79,7 @@ def build_raster(size: str, shared: Path) -> Path:
     return path
 
 
-def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto") -> dict:
+def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto", batch_size: int | None = None) -> dict:
     from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
     out = OUT / f"e2e_{raster.stem}_{precision}"
@@ -87,12 +87,18 @@ def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto") -> dict:
     for f in out.iterdir():
         f.unlink()
     started = time.perf_counter()
+    options = {"batch_size": batch_size} if batch_size else {}
     result = run_detection(DetectionRequest(raster, out / "slumps.gpkg", checkpoint_path=checkpoint, overwrite=True,
-                                            precision=precision))
+                                            precision=precision, **options))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
-            "device": result.device_name, "torch_imported": "torch" in sys.modules}
+    report = {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
+              "device": result.device_name, "torch_imported": "torch" in sys.modules}
+    if result.device_name.startswith("CUDA"):
+        import torch
+
+        report["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return report
 
 
 def sample_tiles(raster: Path, ckpt, count: int) -> np.ndarray:
@@ -174,13 +180,15 @@ def tiles_for(width: int, height: int, tile: int, overlap: int) -> int:
 
 
 def worker(args: argparse.Namespace) -> None:
-    if args.worker.startswith("e2e"):
-        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint), args.worker.partition(":")[2] or "auto")))
+    if args.worker.startswith("e2e"):  # e2e[:precision[:batch]]
+        _, precision, batch = (args.worker.split(":") + ["", ""])[:3]
+        print(json.dumps(end_to_end(Path(args.raster), Path(args.checkpoint), precision or "auto", int(batch) if batch else None)))
     elif args.worker == "prepare":
         print(json.dumps(prepare(Path(args.checkpoint))))
     else:
         raster = Path(args.raster) if args.raster else None
-        print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), args.worker, args.sample, raster=raster)}))
+        backend, _, batch = args.worker.partition(":")  # backend[:batch]
+        print(json.dumps({"seconds_per_tile": model_only(Path(args.checkpoint), backend, args.sample, int(batch or 4), raster=raster)}))
 
 
 def run_worker(kind: str, checkpoint: Path, raster: Path | None = None, sample: int = 0) -> dict:

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 9 and 11, for a CUDA machine that has torch but not this project's
+# venv (the device tool's machines). Run from the checkout root:
+#   bash tools/gpu_checks.sh [seconds]
+# It expects .devdata/ beside the code (ignored by git): site.tar.xz (rasterio, fiona, shapely,
+# segmentation-models-pytorch built for that machine's Python; fiona's own GDAL is replaced by
+# a link to rasterio's to fit the transfer limit), arctic_chips/ (`make chips`) and
+# shared/data/arctic_rts_chips/chips (the real chips the Beiluhe-size mosaic is tiled from).
+# Writes JSON and a log to $OUT (default out/gpu); steps that would pass the deadline are skipped.
+set -u
+DEADLINE=$(( $(date +%s) + ${1:-500} ))
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT" /tmp/site /tmp/pkg
+[ -f .devdata/site.tar.xz ] && [ ! -d /tmp/site/rasterio ] && tar -xJf .devdata/site.tar.xz -C /tmp/site
+ln -sfn "$PWD" /tmp/pkg/thaw_slump_mapper
+export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 SHARED=$PWD/.devdata/shared XDG_CACHE_HOME=/tmp/tsm_cache
+PY=${PY:-python3}
+CKPT=model/weights/thaw_slump_deeplabv3plus.pt
+RASTER=out/bench/mosaic_30916x18713.tif
+
+step() {  # step <name> <timeout s> <command...>: runs it if the deadline allows
+  local name=$1 limit=$2; shift 2
+  local left=$(( DEADLINE - $(date +%s) ))
+  if (( left < 20 )); then echo "== $name: skipped, ${left}s left"; return; fi
+  (( limit > left )) && limit=$left
+  echo "== $name (limit ${limit}s) $(date +%T)"
+  local t0=$(date +%s)
+  echo "== $name" >> "$OUT/steps.log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$OUT/steps.log" | tail -n 40
+  echo "== $name: rc ${PIPESTATUS[0]}, $(( $(date +%s) - t0 )) s"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+step imports 60 $PY -c "import torch, rasterio, fiona, shapely, segmentation_models_pytorch as smp; \
+print(torch.__version__, torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported(), 'GDAL', rasterio.__gdal_version__, fiona.__gdal_version__)"
+step mosaic 120 $PY -c "import sys; sys.path.insert(0, 'tools'); import bench_engine as b; from pathlib import Path; \
+print(b.build_raster(b.BEILUHE, Path('.devdata/shared')))"
+step e2e_default 200 $PY tools/bench_engine.py --worker e2e:auto --checkpoint $CKPT --raster $RASTER
+step finetune 200 $PY tools/bench_finetune.py .devdata/arctic_chips --train 678 --val 78 --epochs 2 --json "$OUT/finetune.json"
+for kind in ${MODEL_ONLY:-cuda:4 cuda:32}; do
+  step "model_${kind/:/_}" 60 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER --sample 128
+done
+for kind in ${E2E:-e2e:auto:32}; do
+  step "${kind//:/_}" 200 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER
+done
+step tests 120 $PY -m pytest -q -p no:cacheprovider -x tests/core/test_shared_ideas.py tests/engine/test_cuda_detection.py -s
