@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Sequence
 
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -26,7 +27,7 @@ from .backends import make_predictor
 from .bands import choose_bands
 from .extent import Extent
 from .inference import stream_predict
-from .measures import true_area_perimeter
+from .measures import metres_per_unit, true_area_perimeter
 from .memory_limits import bounded_detection_memory
 from .model_cache import load_for_detection
 from .output_safety import StagedFile, VectorTarget, check_file_output, check_vector_output, reached
@@ -242,7 +243,8 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
     reached("inference")
     # on the input grid, polygons are made while the model runs (engine/stream_vectorize.py)
     keep = _large_enough(src.crs, plan.min_area)
-    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep)
+    specks = speck_pixels(src.crs, grid.input_transform, plan.min_area)
+    sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep, specks)
     try:
         stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, request.batch_size,
                        progress.sub(0.0, 0.9))
@@ -250,7 +252,7 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
         writer.close()
     reached("vectorising")
     if grid.resampled:
-        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98), keep)
+        return _vectorize(model_grid_prob, partial, grid, plan.threshold, progress.sub(0.9, 0.98), keep, specks)
     return sink.components()
 
 
@@ -315,7 +317,19 @@ def _large_enough(crs, min_area: float):
     return lambda component: true_area_perimeter(component.geometry, crs)[0] >= min_area
 
 
-def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress, keep=None):
+def speck_pixels(crs, transform: Affine, min_area: float) -> float:
+    """Pixel count below which a component fails the minimum-area test whatever its shape, so
+    the vectoriser need not polygonise it. Exact only in a projected CRS, where a component's
+    true area is its pixels times the cell area; 0 (polygonise everything) in a geographic one.
+    The margin of 1e-6 keeps a component whose area equals the minimum up to rounding."""
+    if not min_area > 0 or crs is None or crs.is_geographic:
+        return 0.0
+    cell_m2 = abs(transform.a * transform.e - transform.b * transform.d) * metres_per_unit(crs) ** 2
+    return min_area / cell_m2 * (1.0 - 1e-6) if cell_m2 > 0 else 0.0
+
+
+def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: float, progress: Progress, keep=None,
+               specks: float = 0.0):
     """Polygons on the input grid; when resampled, also writes the input-grid probability."""
     cut = int(round(threshold * 100))
     with rasterio.open(model_grid_prob) as prob:
@@ -328,7 +342,7 @@ def _vectorize(model_grid_prob: Path, final_partial: Path, grid, threshold: floa
         else:
             reader, writer = prob, None
         try:
-            vectorizer = StripVectorizer(grid.input_transform, reader.width, keep)
+            vectorizer = StripVectorizer(grid.input_transform, reader.width, keep, specks)
             strip_rows = max(64, VECTORIZE_PIXELS_PER_STRIP // reader.width)
             for r0 in range(0, reader.height, strip_rows):
                 progress.check_cancelled()

@@ -22,9 +22,9 @@ class VectorizingSink:
     """A RowSink that writes probability rows and vectorises them in the same call."""
 
     def __init__(self, writer: ProbabilityWriter, transform: Affine, width: int, threshold: float,
-                 keep: Optional[Callable[[Component], bool]] = None) -> None:
+                 keep: Optional[Callable[[Component], bool]] = None, speck_pixels: float = 0.0) -> None:
         self.writer = writer
-        self.vectorizer = StripVectorizer(transform, width, keep)
+        self.vectorizer = StripVectorizer(transform, width, keep, speck_pixels)
         self.cut = int(round(threshold * 100))
 
     def write_rows(self, row0: int, probability: np.ndarray, valid: np.ndarray) -> None:
