@@ -29,7 +29,7 @@ from ..core.devices import resolve_device
 from ..core.errors import UserError
 from ..core.progress import Progress
 from .augment import AugmentSettings
-from .batch_prefetch import BatchPrefetcher, prefetch_pays
+from .batch_prefetch import BatchPrefetcher, prefetch_pays, prefetch_workers
 from .calibration import calibrate_on_chips
 from .dilated_depthwise import use_fast_depthwise_backward
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
@@ -100,6 +100,7 @@ class FitOutcome:
     stopped_because: str
     crop_size: int = 0  # the crop actually used (see effective_crop_size)
     precision: str = "fp32"
+    batch_threads: int = 0  # threads that built the batches ahead (0: built inline)
 
 
 @dataclass
@@ -190,11 +191,18 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
     if settings.prefetch is None:  # resolved here, so the checkpoint's provenance records the choice
         settings.prefetch = prefetch_pays(device, torch.get_num_threads())
     make_batch = batch_maker(train_chips, gsd_m, base.scaling, settings, rng)
+    prefetcher = None
+    if settings.prefetch:  # the first thread draws from the run's generator, so one thread gives the inline batches
+        if settings.prefetch_workers is None:
+            settings.prefetch_workers = prefetch_workers(device, torch.get_num_threads())
+        extra = [batch_maker(train_chips, gsd_m, base.scaling, settings, np.random.default_rng([settings.seed, k]))
+                 for k in range(1, max(1, settings.prefetch_workers))]
+        prefetcher = BatchPrefetcher([make_batch, *extra], depth=2 if extra else 3)
     return TrainingRun(
         net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision, loss_fn=loss_function(settings.loss),
         device=device, settings=settings, base=base, gsd_m=gsd_m, started=started, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, budget_s=settings.max_minutes * 60.0 if settings.max_minutes else None, make_batch=make_batch,
-        prefetcher=BatchPrefetcher(make_batch) if settings.prefetch else None,
+        prefetcher=prefetcher,
     )
 
 
@@ -299,7 +307,8 @@ def fit(
         best.state, best.metrics = run.snapshot(), dict(history[-1]) if history else {}
     run.net.eval()
     return FitOutcome(run.as_checkpoint(best.state), history, best.metrics, run.step, time.perf_counter() - started, stopped,
-                      run.settings.crop_size, run.precision.name)
+                      run.settings.crop_size, run.precision.name,
+                      int(run.settings.prefetch_workers or 1) if run.settings.prefetch else 0)
 
 
 # --- One training run, from chip folders to a saved checkpoint ---------------------------------
@@ -346,7 +355,8 @@ def training_provenance(parent: str, chip_folders: Sequence[Path], chips: List[L
         "n_val_chips": n_val,
         "metrics": metrics,
         "recipe": dict(settings.to_dict(), steps=outcome.steps, stopped=outcome.stopped_because, gsd_m=gsd_m,
-                       crop_size_used=outcome.crop_size, precision_used=outcome.precision),
+                       crop_size_used=outcome.crop_size, precision_used=outcome.precision,
+                       batch_threads_used=outcome.batch_threads),
         "training_seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=78)
     parser.add_argument("--epochs", type=int, default=2, help="epochs actually run; the full schedule is projected")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=None, help="batch threads (default: the recipe's choice)")
     parser.add_argument("--work", type=Path, default=REPO / "out" / "bench_finetune")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -96,10 +97,11 @@ def main() -> None:
     built = batch_seconds(folder, device)
     defaults = fine_tune_settings(device=device)
     started = time.perf_counter()
-    result = fine_tune([folder], args.work / "finetuned.pt", device=device, epochs=args.epochs)
+    result = fine_tune([folder], args.work / "finetuned.pt", device=device, epochs=args.epochs, prefetch_workers=args.workers)
     total_s = time.perf_counter() - started
     history = result.history
     steps = int(history[-1]["step"])
+    epoch_s = [round(b["elapsed_s"] - a["elapsed_s"], 1) for a, b in zip([{"elapsed_s": 0.0}] + history, history)]
     fit_s = float(history[-1]["elapsed_s"])
     per_step = fit_s / max(1, steps)
     steps_per_epoch = -(-result.n_train // defaults.batch_size)
@@ -110,10 +112,11 @@ def main() -> None:
     report = {
         "machine": platform.node(), "cpu_cores": os.cpu_count(), "gpu": cuda_name(), "device": device,
         "chips": {"train": result.n_train, "val": result.n_val, "copied_from": str(args.chips)},
-        "recipe": {"batch": defaults.batch_size, "crop": built["crop"], "epochs": defaults.epochs,
+        "recipe": {"batch_threads": result.checkpoint.provenance["recipe"].get("batch_threads_used"),
+                   "batch": defaults.batch_size, "crop": built["crop"], "epochs": defaults.epochs,
                    "budget_min": defaults.max_minutes, "precision": result.checkpoint.provenance["recipe"].get("precision_used")},
         "measured": {"epochs": args.epochs, "steps": steps, "fit_s": round(fit_s, 1), "total_s": round(total_s, 1),
-                     "s_per_step": round(per_step, 4), "crops_per_s": round(defaults.batch_size / per_step, 1),
+                     "epoch_s": epoch_s, "s_per_step": round(per_step, 4), "crops_per_s": round(defaults.batch_size / per_step, 1),
                      "batch_build_s_one_thread": round(built["batch_s"], 4), "chip_load_s": round(built["load_s"], 1),
                      "load_calibrate_save_s": round(rest_s, 1)},
         "projected_default": {"steps": full_steps, "fit_min": round(projected_fit / 60, 1),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 9 and 11, for a CUDA machine that has torch but not this project's
 # venv (the device tool's machines). Run from the checkout root:
-#   bash tools/gpu_checks.sh [seconds]
+#   bash tools/gpu_checks.sh <seconds> [check...]   (checks: tests e2e profile finetune model; default all)
 # It expects .devdata/ beside the code (ignored by git): site.tar.xz (rasterio, fiona, shapely,
 # segmentation-models-pytorch built for that machine's Python; fiona's own GDAL is replaced by
 # a link to rasterio's to fit the transfer limit), arctic_chips/ (`make chips`) and
@@ -9,6 +9,8 @@
 # Writes JSON and a log to $OUT (default out/gpu); steps that would pass the deadline are skipped.
 set -u
 DEADLINE=$(( $(date +%s) + ${1:-500} ))
+shift || true
+CHECKS=" ${*:-tests e2e profile finetune model} "
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT" /tmp/site /tmp/pkg
 [ -f .devdata/site.tar.xz ] && [ ! -d /tmp/site/rasterio ] && tar -xJf .devdata/site.tar.xz -C /tmp/site
@@ -33,14 +35,24 @@ step() {  # step <name> <timeout s> <command...>: runs it if the deadline allows
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 step imports 60 $PY -c "import torch, rasterio, fiona, shapely, segmentation_models_pytorch as smp; \
 print(torch.__version__, torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported(), 'GDAL', rasterio.__gdal_version__, fiona.__gdal_version__)"
-step mosaic 120 $PY -c "import sys; sys.path.insert(0, 'tools'); import bench_engine as b; from pathlib import Path; \
+wants() { [[ "$CHECKS" == *" $1 "* ]]; }
+if wants e2e || wants profile || wants model; then
+  step mosaic 120 $PY -c "import sys; sys.path.insert(0, 'tools'); import bench_engine as b; from pathlib import Path; \
 print(b.build_raster(b.BEILUHE, Path('.devdata/shared')))"
-step e2e_default 200 $PY tools/bench_engine.py --worker e2e:auto --checkpoint $CKPT --raster $RASTER
-step finetune 200 $PY tools/bench_finetune.py .devdata/arctic_chips --train 678 --val 78 --epochs 2 --json "$OUT/finetune.json"
-for kind in ${MODEL_ONLY:-cuda:4 cuda:32}; do
-  step "model_${kind/:/_}" 60 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER --sample 128
-done
-for kind in ${E2E:-e2e:auto:32}; do
+fi
+# detection end to end on the Beiluhe-size mosaic: default batch, then 32 tiles a batch
+wants e2e && for kind in e2e:auto e2e:auto:32; do
   step "${kind//:/_}" 200 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER
 done
-step tests 120 $PY -m pytest -q -p no:cacheprovider -x tests/core/test_shared_ideas.py tests/engine/test_cuda_detection.py -s
+wants profile && step profile 200 $PY tools/profile_detect.py $RASTER --json "$OUT/profile.json"
+# the default fine-tune at the outside check's size: one batch thread (the old recipe), then the default
+wants finetune && for workers in 1 auto; do
+  step "finetune_$workers" 200 $PY tools/bench_finetune.py .devdata/arctic_chips --train 678 --val 78 --epochs 2 \
+    $([ $workers = auto ] || echo --workers $workers) --json "$OUT/finetune_$workers.json"
+done
+wants model && for kind in cuda:4 cuda:32; do
+  step "model_${kind/:/_}" 60 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER --sample 128
+done
+wants tests && step tests 120 $PY -m pytest -q -p no:cacheprovider -x tests/core/test_shared_ideas.py tests/engine/test_cuda_detection.py \
+  tests/model/test_training_recipe.py -s
+true

@@ -79,6 +79,28 @@ def test_prefetched_batches_equal_inline_batches(arctic_chips):
         np.testing.assert_array_equal(ey, gy)
 
 
+def test_several_batch_threads_keep_a_reproducible_order():
+    """Each thread has its own generator; the loop takes their batches in turn, so two runs
+    with the same seeds see the same batches whichever thread finishes first."""
+    def maker(name: str, delay: float):
+        count = iter(range(1000))
+        return lambda: time.sleep(delay) or f"{name}{next(count)}"
+
+    with BatchPrefetcher([maker("a", 0.03), maker("b", 0.0), maker("c", 0.01)], depth=2) as ahead:
+        got = [ahead.next(timeout=10) for _ in range(7)]
+    assert got == ["a0", "b0", "c0", "a1", "b1", "c1", "a2"]
+    assert not any(t.is_alive() for t in ahead._threads)
+
+
+def test_batch_threads_only_on_cuda_and_within_the_free_cores():
+    from thaw_slump_mapper.model.batch_prefetch import prefetch_workers
+
+    assert prefetch_workers("cpu", 2, cpu_count=16) == 1
+    assert prefetch_workers("cuda", 2, cpu_count=16) == 6  # an H200 machine: 16 cores
+    assert prefetch_workers("cuda", 2, cpu_count=4) == 1
+    assert prefetch_workers("cuda", 2, cpu_count=2) == 1
+
+
 def test_prefetcher_hands_errors_over_and_stops():
     calls = {"n": 0}
 
