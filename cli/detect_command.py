@@ -38,7 +38,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
                    help="onnxruntime on the CPU: auto (default: int8 on CPUs with VNNI for a trained checkpoint, fp32 "
                         "elsewhere and on CUDA), fp32, or int8 (about 1.9x faster with VNNI; parity in tests/engine/test_int8_parity.py)")
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per network call, 1 or more (default 4)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="tiles per network call, 1 or more (default: 4 on the CPU, by free GPU memory on CUDA, up to 32)")
     p.add_argument("--layer", default=None, help="layer name in the GeoPackage (default thaw_slumps)")
     p.add_argument(
         "--overwrite", action="store_true",

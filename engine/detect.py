@@ -71,7 +71,7 @@ class DetectionRequest:
     # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
     precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
-    batch_size: int = 4
+    batch_size: Optional[int] = None  # tiles a network call; None: the predictor's (4 on the CPU, by free memory on CUDA)
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
     # The user named layer_name explicitly: only then may a layer with human review edits be
@@ -188,7 +188,8 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     grid, (tile, overlap) = _model_grid_and_tile(ckpt, request, src)
     predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
                          request.tta)
-    log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px")
+    log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px, "
+               f"{request.batch_size or predictor.preferred_batch} tiles a batch")
     if grid.resampled:
         log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
     progress.report(0.0, log[-1])
@@ -246,7 +247,8 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
     specks = speck_pixels(src.crs, grid.input_transform, plan.min_area)
     sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep, specks)
     try:
-        stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, request.batch_size,
+        batch = request.batch_size or plan.predictor.preferred_batch
+        stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, batch,
                        progress.sub(0.0, 0.9))
     finally:
         writer.close()
@@ -285,7 +287,7 @@ def _check_settings(request: DetectionRequest) -> None:
     if (request.tta or "none").lower() not in TTA_CHOICES:
         raise UserError(f"Unknown test-time augmentation {request.tta!r}; use {', '.join(TTA_CHOICES)}.")
     batch = request.batch_size
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UserError(f"The batch size must be a whole number of tiles, 1 or more (got {batch}).")
     if request.min_area_m2 is not None and not float(request.min_area_m2) >= 0:
         raise UserError(f"The minimum area must be 0 m2 or more (got {request.min_area_m2}).")

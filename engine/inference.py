@@ -72,9 +72,7 @@ def stream_predict(
             for b in range(0, len(jobs), batch_size):
                 progress.check_cancelled()
                 cols = jobs[b:b + batch_size]
-                batch = np.stack([apply_scaling(*_pad(data[:, :, c:c + tile], valid[:, c:c + tile], tile, tile), stretch, scaling)
-                                  for c in cols])
-                probs = predictor(batch)
+                probs = predictor(_scaled_batch(data, valid, cols, tile, stretch, scaling))
                 for c, p in zip(cols, probs):
                     acc[:, c:c + tile] += p * window
                     weight[:, c:c + tile] += window
@@ -96,15 +94,20 @@ def stream_predict(
             pending_write.result()
 
 
-def _pad(data: np.ndarray, valid: np.ndarray, rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
-    c, h, w = data.shape
-    if h == rows and w == cols:
-        return data, valid
-    out = np.zeros((c, rows, cols), dtype=data.dtype)
-    out[:, :h, :w] = data
-    out_valid = np.zeros((rows, cols), dtype=bool)
-    out_valid[:h, :w] = valid
-    return out, out_valid
+def _scaled_batch(data: np.ndarray, valid: np.ndarray, cols: list, tile: int, stretch: Stretch, scaling: dict) -> np.ndarray:
+    """(len(cols), C, tile, tile) network input for the tiles starting at ``cols`` of a tile row.
+
+    The columns they span are scaled once, not tile by tile: neighbouring tiles overlap, so
+    per-tile scaling did each overlap twice (a batch of 32 at 512/128 px: 16384 columns against
+    12416). Scaling is per pixel and parts past the raster's edge are 0, as an invalid pixel
+    scales to, so the values are the same as per-tile scaling's."""
+    start, stop = cols[0], min(cols[-1] + tile, data.shape[2])
+    scaled = apply_scaling(data[:, :, start:stop], valid[:, start:stop], stretch, scaling)
+    batch = np.zeros((len(cols), data.shape[0], tile, tile), dtype=np.float32)
+    for i, c in enumerate(cols):
+        part = scaled[:, :, c - start:c - start + tile]
+        batch[i, :, :part.shape[1], :part.shape[2]] = part
+    return batch
 
 
 class ArraySource:

@@ -51,4 +51,5 @@ def with_tta(predictor: Predictor, mode: str = "none") -> Predictor:
             total = prob if total is None else total + prob
         return (total / len(transforms)).astype(np.float32)
 
-    return Predictor(run, predictor.backend, f"{predictor.device_name}, TTA {mode} ({len(transforms)} passes)")
+    return Predictor(run, predictor.backend, f"{predictor.device_name}, TTA {mode} ({len(transforms)} passes)",
+                     predictor.preferred_batch)

@@ -92,7 +92,9 @@ class StripVectorizer:
             counts = np.bincount(picked, minlength=count + 1)
             # ndimage's labelled maximum: the same values as np.maximum.at, which was a quarter
             # of the vectoriser's time (its unbuffered loop, float32 into float64)
-            maxima = np.asarray(ndimage.maximum(values, picked, np.arange(1, count + 1)), dtype=np.float64)
+            maxima = np.full(count, -np.inf)
+            if picked.size:  # every component a speck: nothing kept (ndimage refuses empty input)
+                maxima = np.asarray(ndimage.maximum(values, picked, np.arange(1, count + 1)), dtype=np.float64)
             strip_transform = self.transform * Affine.translation(0, row0)
             geoms: Dict[int, List[BaseGeometry]] = {}
             for geojson, value in shapes(labels, mask=kept, connectivity=4, transform=strip_transform):

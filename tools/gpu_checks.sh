@@ -40,10 +40,10 @@ if wants e2e || wants profile || wants model; then
   step mosaic 120 $PY -c "import sys; sys.path.insert(0, 'tools'); import bench_engine as b; from pathlib import Path; \
 print(b.build_raster(b.BEILUHE, Path('.devdata/shared')))"
 fi
-# detection end to end on the Beiluhe-size mosaic: default batch, then 32 tiles a batch
-wants e2e && for kind in e2e:auto e2e:auto:32; do
-  step "${kind//:/_}" 200 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER
-done
+# detection end to end on the Beiluhe-size mosaic, with detect's defaults
+wants e2e && step e2e 200 $PY tools/bench_engine.py --worker e2e:auto --checkpoint $CKPT --raster $RASTER
+wants tests && step tests 120 $PY -m pytest -q -p no:cacheprovider -x tests/core/test_shared_ideas.py tests/engine/test_cuda_detection.py \
+  tests/engine/test_pipeline_shortcuts.py -s
 wants profile && step profile 200 $PY tools/profile_detect.py $RASTER --json "$OUT/profile.json"
 # the default fine-tune at the outside check's size: one batch thread (the old recipe), then the default
 wants finetune && for workers in 1 auto; do
@@ -53,6 +53,4 @@ done
 wants model && for kind in cuda:4 cuda:32; do
   step "model_${kind/:/_}" 60 $PY tools/bench_engine.py --worker "$kind" --checkpoint $CKPT --raster $RASTER --sample 128
 done
-wants tests && step tests 120 $PY -m pytest -q -p no:cacheprovider -x tests/core/test_shared_ideas.py tests/engine/test_cuda_detection.py \
-  tests/model/test_training_recipe.py -s
 true

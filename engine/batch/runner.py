@@ -39,7 +39,7 @@ class BatchRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
-    batch_size: int = 4
+    batch_size: Optional[int] = None  # None: the predictor's own (engine/backends.py)
     scheduler: Optional[str] = None          # tcp://host:port of a running Dask cluster; None: a LocalCluster here
     workers: Optional[int] = None            # LocalCluster workers; None: sized to this machine
     serial: bool = False                     # no Dask: one scene after another in this process

@@ -41,7 +41,7 @@ class DetectionSettings:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
-    batch_size: int = 4
+    batch_size: Optional[int] = None  # None: the predictor's own (engine/backends.py)
 
 
 @dataclass(frozen=True)
