@@ -33,14 +33,18 @@ def _function() -> Any:
 
         @staticmethod
         def backward(ctx, grad):
+            # Under autocast the forward ran in the output gradient's dtype (bf16 for the
+            # decoder's ASPP with precision bf16-decoder) while x and the weight were saved as
+            # given: compute in grad's dtype, hand each gradient back in its input's dtype.
             x, weight = ctx.saved_tensors
+            work = weight.to(grad.dtype)
             grad_x = grad_w = None
             if ctx.needs_input_grad[0]:
-                grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, ctx.padding, ctx.dilation, weight.shape[0])
+                grad_x = F.conv2d(grad, work.flip(-1, -2), None, 1, ctx.padding, ctx.dilation, weight.shape[0]).to(x.dtype)
             if ctx.needs_input_grad[1]:
                 grad_w = torch.ops.aten.convolution_backward(
-                    grad, x, weight, None, [1, 1], list(ctx.padding), list(ctx.dilation), False, [0, 0], weight.shape[0],
-                    [False, True, False])[1]
+                    grad, x.to(grad.dtype), work, None, [1, 1], list(ctx.padding), list(ctx.dilation), False, [0, 0],
+                    weight.shape[0], [False, True, False])[1].to(weight.dtype)
             return grad_x, grad_w, None, None
 
     return DilatedDepthwiseConv

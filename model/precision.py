@@ -4,7 +4,8 @@ On these machines (AMD EPYC with avx512_bf16) the network's forward and backward
 nearly all of a training step. The channels_last layout is what pays on the CPU; bfloat16
 autocast (around the network only: loss and augmentation stay float32, which also avoids
 numpy's "unsupported ScalarType BFloat16") is available as ``precision="bf16"`` but measured
-slower than fp32 channels_last for this network. Measured in ``make bench-train``.
+slower than fp32 channels_last for this network; "bf16-decoder" (the decoder and head alone in
+bf16) is faster but validated worse, so it is selectable, not the default (docs/TRAINING.md).
 On CUDA, float16 autocast with a gradient scaler (bfloat16 where the GPU supports it).
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, ContextManager, Optional
 if TYPE_CHECKING:
     import torch
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+# bf16-decoder: the decoder and head under bf16 autocast, the encoder in fp32 (CPU; see choose_precision)
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "bf16-decoder", "fp16")
 
 
 def cpu_has_bf16() -> bool:
@@ -49,7 +51,7 @@ class Precision:
     def dtype(self) -> Optional["torch.dtype"]:
         import torch
 
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+        return {"bf16": torch.bfloat16, "bf16-decoder": torch.bfloat16, "fp16": torch.float16}.get(self.name)
 
     def autocast(self) -> ContextManager:
         """Context for the network's forward pass only."""
@@ -58,6 +60,18 @@ class Precision:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def logits(self, net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
+        """The network's forward pass under this precision. bf16-decoder runs the encoder in
+        fp32 and only the decoder and head under autocast (smp's forward, split in two):
+        the encoder's depthwise convolutions are slower in bf16 on this CPU, the decoder's
+        dense convolutions faster (forward + backward at 256 px: 0.32 against 0.48-0.52 s)."""
+        if self.name != "bf16-decoder":
+            with self.autocast():
+                return net(x)
+        features = net.encoder(x)
+        with self.autocast():
+            return net.segmentation_head(net.decoder(features))
 
     def grad_scaler(self) -> Optional["torch.amp.GradScaler"]:
         """fp16 needs loss scaling against underflow; bf16 has fp32's exponent range and does not."""
@@ -77,7 +91,7 @@ class Precision:
 
 
 def choose_precision(device: str, requested: str = "auto") -> Precision:
-    """``auto``: bf16 on CPUs with native bf16, fp32 on other CPUs, bf16/fp16 on CUDA."""
+    """``auto``: fp32 on the CPU (measured, see below), bf16/fp16 on CUDA."""
     from ..core.errors import UserError
 
     requested = (requested or "auto").lower()
@@ -95,8 +109,11 @@ def choose_precision(device: str, requested: str = "auto") -> Precision:
     if requested == "auto":
         # Measured on the 2-core AMD EPYC with avx512_bf16 (docs/TRAINING.md, quiet machine, one
         # process, 8 x 192 px): fp32 contiguous 1.29-1.42 s a step, bf16 + channels_last 0.93-1.15 s,
-        # fp32 + channels_last 0.86 s, torch.compile 1.27 s. This depthwise-heavy network is bound
-        # by memory traffic and layout, not by the matrix units bf16 speeds up, so fp32 wins.
+        # fp32 + channels_last 0.86 s, torch.compile 1.27 s. The whole network in bf16 loses: its
+        # depthwise convolutions are bound by memory traffic, not by the matrix units bf16 speeds
+        # up. The decoder alone in bf16 ("bf16-decoder") is 1.2x faster at 256 px, but in the
+        # same 90 s from the bundled model it validated worse on both folds tried (pixel IoU
+        # 0.166 / 0.148 against fp32's 0.232 / 0.264, docs/TRAINING.md), so fp32 stays the default.
         requested = "fp32"
     # channels_last is what oneDNN's convolution kernels want, in fp32 and bf16 alike.
     return Precision("cpu", requested, channels_last=True)

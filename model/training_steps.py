@@ -43,8 +43,7 @@ def evaluate_pixels(net, chips: List[LoadedChip], gsd: float, scaling: Dict[str,
             h, w = view.mask.shape
             view = pad_to(view, _stride_multiple(h), _stride_multiple(w), MASK_IGNORE)
             x, y = normalise(view, scaling)
-            with precision.autocast():
-                logits = net(precision.prepare_input(torch.from_numpy(x)[None].to(device))).float()
+            logits = precision.logits(net, precision.prepare_input(torch.from_numpy(x)[None].to(device))).float()
             yt = torch.from_numpy(y.astype(np.int64))[None].to(device)
             losses.append(float(bce_dice_loss(logits, yt)))
             pred = (logits[0, 0] > 0).cpu().numpy()
@@ -225,8 +224,7 @@ def train_step(net, optimiser, scaler, precision: Precision, loss_fn: Callable, 
 
     xb = precision.prepare_input(torch.from_numpy(batch_x).to(device))
     yb = torch.from_numpy(batch_y).to(device)
-    with precision.autocast():
-        logits = net(xb)
+    logits = precision.logits(net, xb)
     loss = loss_fn(logits.float(), yb)
     optimiser.zero_grad(set_to_none=True)
     if scaler is not None:

@@ -64,3 +64,26 @@ def test_state_dict_inference_and_the_traced_warmup_encoder_are_untouched():
     freeze_whole_encoder(fast)
     features = fast.encoder(x)
     assert len(features) == len(plain.encoder(x))
+
+
+def test_bf16_autocast_backward_runs_and_follows_pytorchs():
+    """Under bf16 autocast (precision bf16 or bf16-decoder) the output gradient arrives in
+    bf16 while the weight was saved in fp32; the backward computed in mixed dtypes and oneDNN
+    refused it ("could not create a primitive descriptor"). Gradients now come back in each
+    input's dtype and follow PyTorch's own bf16 backward to bf16 rounding."""
+    for name in ("bf16", "bf16-decoder"):
+        plain, fast, _ = _pair()
+        use_fast_depthwise_backward(fast)
+        precision = choose_precision("cpu", name)
+        x = precision.prepare_input(torch.from_numpy(np.random.default_rng(4).normal(size=(2, 3, 96, 96)).astype(np.float32)))
+        grads = []
+        for net in (plain, fast):
+            torch.manual_seed(0)
+            precision.logits(net, x).float().square().mean().backward()
+            grads.append({n: p.grad for n, p in net.named_parameters() if p.grad is not None})
+        assert grads[0].keys() == grads[1].keys()
+        dilated = [f"{n}.weight" for n, m in plain.named_modules() if is_dilated_depthwise(m)]
+        for n in dilated:
+            a, b = grads[0][n].flatten(), grads[1][n].flatten()
+            assert b.dtype == torch.float32 and bool(torch.isfinite(b).all())
+            assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.98, (name, n)
