@@ -22,3 +22,16 @@ def write_raster(path: Path, data: np.ndarray, transform: Affine, crs: Optional[
 def chip_rgb(chip: Path) -> tuple:
     with rasterio.open(chip) as src:
         return src.read([1, 2, 3]), src.transform, src.crs.to_string()
+
+
+def probability_agreement(reference: list, other: list) -> tuple:
+    """(|p_other - p_reference| over the pixels valid in both, share of them whose 0.5
+    decision flips) for lists of stored probability rasters (percent, 255 = no data)."""
+    diffs, flips, n = [], 0, 0
+    for a, b in zip(reference, other):
+        valid = (a != 255) & (b != 255)
+        pa, pb = a[valid] / 100.0, b[valid] / 100.0
+        diffs.append(np.abs(pa - pb))
+        flips += int(np.count_nonzero((pa >= 0.5) != (pb >= 0.5)))
+        n += pa.size
+    return np.concatenate(diffs), flips / n

@@ -10,7 +10,6 @@ Runs only where torch sees a CUDA GPU: CI machines have none, the GPU machines o
 project's device tool do (its figures are in BENCHMARKS.md)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import rasterio
 
@@ -19,6 +18,7 @@ from thaw_slump_mapper.core.devices import cuda_name
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
 from ..conftest import missing
+from ..engine_helpers import probability_agreement
 
 pytestmark = pytest.mark.skipif(cuda_name() is None, reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
 
@@ -48,18 +48,11 @@ def test_cuda_runs_on_the_gpu(cpu_and_cuda):
 
 
 def test_cuda_probability_matches_the_cpu(cpu_and_cuda):
-    diffs, flips, n = [], 0, 0
-    for a, b in zip(cpu_and_cuda["cpu"][0], cpu_and_cuda["cuda"][0]):
-        valid = (a != 255) & (b != 255)
-        pa, pb = a[valid] / 100.0, b[valid] / 100.0
-        diffs.append(np.abs(pa - pb))
-        flips += int(np.count_nonzero((pa >= 0.5) != (pb >= 0.5)))
-        n += pa.size
-    diff = np.concatenate(diffs)
-    print(f"CUDA fp16 vs CPU fp32 on {len(diffs)} chips: mean |dp| {diff.mean():.4f}, max {diff.max():.2f}, "
-          f"decision flips {flips / n:.4f}")
+    diff, flipped = probability_agreement(cpu_and_cuda["cpu"][0], cpu_and_cuda["cuda"][0])
+    print(f"CUDA fp16 vs CPU fp32 on {len(cpu_and_cuda['cpu'][0])} chips: mean |dp| {diff.mean():.4f}, max {diff.max():.2f}, "
+          f"decision flips {flipped:.4f}")
     assert diff.mean() <= 0.01
-    assert flips / n <= 0.005
+    assert flipped <= 0.005
 
 
 def test_cuda_polygons_match_the_cpu(cpu_and_cuda):
