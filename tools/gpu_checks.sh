@@ -7,6 +7,13 @@
 # a link to rasterio's to fit the transfer limit), arctic_chips/ (`make chips`) and
 # shared/data/arctic_rts_chips/chips (the real chips the Beiluhe-size mosaic is tiled from).
 # Writes JSON and a log to $OUT (default out/gpu); steps that would pass the deadline are skipped.
+# Building site.tar.xz (here, for the device's Python 3.12):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d whl rasterio==1.4.4 fiona==1.10.1 \
+#     shapely==2.0.7 segmentation-models-pytorch==0.6.0 affine==2.4.0 cligj==0.7.2 click-plugins==1.1.1.2
+#   unzip each wheel into site/; rm -r site/fiona.libs/* site/fiona/proj_data site/fiona/gdal_data;
+#   ln -s ../rasterio.libs/libgdal-*.so.* site/fiona.libs/<the libgdal name fiona's .so files NEED (readelf -d)>;
+#   tar -cf - -C site . | xz -9 > .devdata/site.tar.xz   (28 MB; the checkout plus .devdata must stay under 64 MiB)
 set -u
 DEADLINE=$(( $(date +%s) + ${1:-500} ))
 shift || true
