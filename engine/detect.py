@@ -146,6 +146,7 @@ class _Plan:
     tile: int
     overlap: int
     predictor: Any
+    batch: int  # tiles a network call: the request's, or the predictor's own
     log: List[str]
 
 
@@ -188,12 +189,12 @@ def _plan(request: DetectionRequest, src, progress: Progress) -> _Plan:
     grid, (tile, overlap) = _model_grid_and_tile(ckpt, request, src)
     predictor = with_tta(make_predictor(ckpt, request.device, request.backend, tile_size=tile, precision=request.precision),
                          request.tta)
-    log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px, "
-               f"{request.batch_size or predictor.preferred_batch} tiles a batch")
+    batch = request.batch_size or predictor.preferred_batch
+    log.append(f"device: {predictor.device_name} ({predictor.backend}); tile {tile} px, overlap {overlap} px, {batch} tiles a batch")
     if grid.resampled:
         log.append(f"resampling {abs(src.transform.a):g} -> model grid {abs(grid.model_transform.a):g} (CRS units)")
     progress.report(0.0, log[-1])
-    return _Plan(ckpt, threshold, min_area, bands, grid, tile, overlap, predictor, log)
+    return _Plan(ckpt, threshold, min_area, bands, grid, tile, overlap, predictor, batch, log)
 
 
 def _model_grid_and_tile(ckpt, request: DetectionRequest, src):
@@ -247,8 +248,7 @@ def _predict_and_vectorize(request: DetectionRequest, src, plan: _Plan, source: 
     specks = speck_pixels(src.crs, grid.input_transform, plan.min_area)
     sink = writer if grid.resampled else VectorizingSink(writer, grid.input_transform, grid.model_width, plan.threshold, keep, specks)
     try:
-        batch = request.batch_size or plan.predictor.preferred_batch
-        stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, batch,
+        stream_predict(source, sink, plan.predictor, stretch, plan.ckpt.scaling, plan.tile, plan.overlap, plan.batch,
                        progress.sub(0.0, 0.9))
     finally:
         writer.close()

@@ -99,7 +99,7 @@ class StripVectorizer:
             wanted = np.ones(count + 1, dtype=bool) if specks is None else ~specks
             geoms = _component_polygons(labels, kept, count, wanted, strip_transform)
             for label in range(1, count + 1):
-                if specks is not None and specks[label]:
+                if not wanted[label]:
                     continue
                 gid = int(global_ids[label])
                 self._sets.add(gid)

@@ -35,3 +35,18 @@ def probability_agreement(reference: list, other: list) -> tuple:
         flips += int(np.count_nonzero((pa >= 0.5) != (pb >= 0.5)))
         n += pa.size
     return np.concatenate(diffs), flips / n
+
+
+def detect_on_chips(chips: list, work: Path, name: str, **options) -> tuple:
+    """Detection with the bundled model on each chip (bands 1-3): the stored probability
+    rasters, every polygon, and the results, for comparing two settings on the same chips."""
+    from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
+
+    probabilities, polygons, results = [], [], []
+    for i, chip in enumerate(chips):
+        result = run_detection(DetectionRequest(chip, work / f"{name}_{i}.gpkg", bands=[1, 2, 3], **options))
+        with rasterio.open(result.probability_path) as src:
+            probabilities.append(src.read(1))
+        polygons += [f.geometry for f in result.features]
+        results.append(result)
+    return probabilities, polygons, results

@@ -11,14 +11,12 @@ project's device tool do (its figures are in BENCHMARKS.md)."""
 from __future__ import annotations
 
 import pytest
-import rasterio
 
 from thaw_slump_mapper.analysis.evaluation import one_to_one_scores
 from thaw_slump_mapper.core.devices import cuda_name
-from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
 from ..conftest import missing
-from ..engine_helpers import probability_agreement
+from ..engine_helpers import detect_on_chips, probability_agreement
 
 pytestmark = pytest.mark.skipif(cuda_name() is None, reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
 
@@ -30,15 +28,8 @@ def cpu_and_cuda(chip_paths, tmp_path_factory):
     work = tmp_path_factory.mktemp("cuda")
     runs = {}
     for device in ("cpu", "cuda"):
-        probabilities, polygons, names = [], [], set()
-        for i, chip in enumerate(chip_paths):
-            result = run_detection(DetectionRequest(chip, work / f"{device}_{i}.gpkg", bands=[1, 2, 3], device=device,
-                                                    precision="fp32"))
-            with rasterio.open(result.probability_path) as src:
-                probabilities.append(src.read(1))
-            polygons += [f.geometry for f in result.features]
-            names.add(result.device_name)
-        runs[device] = (probabilities, polygons, names)
+        probabilities, polygons, results = detect_on_chips(chip_paths, work, device, device=device, precision="fp32")
+        runs[device] = (probabilities, polygons, {r.device_name for r in results})
     return runs
 
 

@@ -15,12 +15,11 @@ import rasterio
 import shapely
 
 from thaw_slump_mapper.analysis.evaluation import one_to_one_scores, paper_rule_scores
-from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 from thaw_slump_mapper.engine.quantize import cpu_has_vnni
 from thaw_slump_mapper.engine.vector_io import read_polygons
 
 from ..conftest import missing
-from ..engine_helpers import probability_agreement
+from ..engine_helpers import detect_on_chips, probability_agreement
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +32,8 @@ def both_precisions(chip_paths, shared_data, tmp_path_factory):
         with rasterio.open(chip) as src:
             footprints.append(shapely.box(*src.bounds))
     for precision in ("fp32", "int8"):
-        probabilities, polygons = [], []
-        for i, chip in enumerate(chip_paths):
-            result = run_detection(DetectionRequest(chip, work / f"{precision}_{i}.gpkg", bands=[1, 2, 3], precision=precision))
-            with rasterio.open(result.probability_path) as src:
-                probabilities.append(src.read(1))
-            polygons += [f.geometry for f in result.features]
-            assert result.backend == ("onnxruntime" if precision == "fp32" else "onnxruntime int8")
+        probabilities, polygons, results = detect_on_chips(chip_paths, work, precision, precision=precision)
+        assert {r.backend for r in results} == {"onnxruntime" if precision == "fp32" else "onnxruntime int8"}
         runs[precision] = (probabilities, polygons)
     truth = read_polygons(shared_data / "arctic_rts_chips" / "GroundTruth_Final.geojson")
     covered = shapely.union_all(footprints)

@@ -123,7 +123,8 @@ def test_polygons_from_component_boxes_equal_those_of_the_whole_strip(monkeypatc
 
 
 def test_a_strip_of_specks_only_gives_nothing():
-    # found on the GPU machine: ndimage.maximum refuses the empty selection that remains
+    # found on the GPU machine, when specks were removed before the per-label statistics:
+    # ndimage.maximum refused the empty selection left over
     mask = np.zeros((50, 60), bool)
     mask[10:12, 10:12] = mask[30, 40] = True
     vec = StripVectorizer(Affine(3, 0, 0, 0, -3, 150), 60, keep=lambda c: c.geometry.area >= 900, speck_pixels=100)
