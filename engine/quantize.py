@@ -92,11 +92,17 @@ def int8_graph_file(ckpt: "Checkpoint", tile_size: int) -> Path:
     from .backends import onnx_graph_file
 
     fp32 = onnx_graph_file(ckpt, tile_size)
-    return fp32.with_name(fp32.stem + "-int8.onnx")
+    return fp32.with_name(fp32.stem + ("-int8.onnx" if cpu_has_vnni() else "-int8-7bit.onnx"))
 
 
 def int8_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
-    """The cached int8 graph, quantised from the fp32 export on first use."""
+    """The cached int8 graph, quantised from the fp32 export on first use.
+
+    Without VNNI, onnxruntime's x86 int8 convolutions multiply uint8 activations by int8
+    weights with VPMADDUBSW, whose 16-bit pair sums saturate; there the weights keep 7 bits
+    (reduce_range). Measured on an AVX2-only EPYC against fp32 on the 16 real chips: 8-bit
+    weights mean |dp| 0.048, decision flips 4.8 %, polygons F1 0.71 against fp32's; 7-bit 0.037,
+    3.5 %, 0.80, at the same speed (1.5x fp32); uint8 weights were 3.5x slower than fp32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from .backends import onnx_model_path
@@ -112,7 +118,7 @@ def int8_model_path(ckpt: "Checkpoint", tile_size: int) -> Path:
     tmp = path.with_name(path.name + f".{os.getpid()}.partial")
     quantize_static(
         str(fp32), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=not cpu_has_vnni(),
         nodes_to_exclude=_float_nodes(fp32),
     )
     tmp.replace(path)

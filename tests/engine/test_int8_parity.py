@@ -51,7 +51,8 @@ def test_int8_probability_stays_close_to_fp32(both_precisions):
     # Measured with int8 calibrated on the demo scene: bundled v1.0.0 mean 0.0075, flips 0.61 %;
     # bundled v2.0.0 mean 0.029, p99 0.26, flips 2.9 % (min/max, percentile and entropy
     # calibration, and the decoder kept in float, all gave 0.029-0.031). The bounds leave a
-    # third of headroom over v2: a larger error means the quantisation broke, not drift.
+    # third of headroom over v2: a larger error means the quantisation broke, not drift. An
+    # AVX2-only CPU (7-bit weights) gave mean 0.037, flips 3.5 %; with 8-bit weights 0.048, 4.8 %.
     assert diff.mean() <= 0.04
     assert flipped <= 0.04
 
@@ -64,6 +65,8 @@ def test_int8_polygons_match_fp32_and_the_references_alike(both_precisions):
     # F1 1.000; bundled v2.0.0 (trained on these chips, so the matches are in-sample) fp32 4,
     # int8 4, 16 polygons each, 14 of them matched one to one (F1 0.875). What can be
     # asserted: int8 loses at most one match against fp32, and it reproduces most of fp32's polygons.
+    # Without VNNI the weights keep 7 bits (engine/quantize.py): on an AVX2-only EPYC, 19
+    # polygons against fp32's 16, 14 matched one to one (F1 0.80), fp32 4 matches, int8 4.
     runs, references = both_precisions
     scores = {p: paper_rule_scores(runs[p][1], references) for p in runs}
     agreement = one_to_one_scores(runs["int8"][1], runs["fp32"][1])
@@ -72,7 +75,7 @@ def test_int8_polygons_match_fp32_and_the_references_alike(both_precisions):
           f"int8 against fp32 polygons: F1 {agreement.f1:.3f}")
     assert len(runs["fp32"][1]) > 0
     assert scores["int8"].tp >= scores["fp32"].tp - 1
-    assert agreement.f1 >= 0.8
+    assert agreement.f1 >= (0.8 if cpu_has_vnni() else 0.75)
 
 
 def test_auto_precision_picks_int8_only_with_vnni():
