@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.devices import NO_CUDA_MESSAGE, check_device, cuda_impossible, cuda_name
 from ..core.errors import UserError
+from .tiling import tile_batch
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -31,7 +32,7 @@ THREADS_ENV = "THAW_SLUMP_THREADS"
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
 
 
-CPU_BATCH = 4  # tiles a call on the CPU: larger batches were no faster there (BENCHMARKS.md)
+CPU_BATCH = 4  # 512 px tiles a call on the CPU (1 Mpx): larger batches were no faster there (BENCHMARKS.md)
 CUDA_MAX_BATCH = 32
 CUDA_BYTES_PER_TILE = 80 * 2**20  # measured on an H200 at 512 px, fp16: 339 MB peak at batch 4, 2590 MB at 32
 
@@ -87,14 +88,14 @@ def make_predictor(
     if device.startswith("cuda") and gpu is None:
         raise UserError(NO_CUDA_MESSAGE)
     if gpu is not None and device != "cpu" and backend != "onnxruntime":
-        return _torch_predictor(ckpt, device if device.startswith("cuda") else "cuda", f"CUDA: {gpu}")
+        return _torch_predictor(ckpt, device if device.startswith("cuda") else "cuda", f"CUDA: {gpu}", tile_size)
     if backend in ("auto", "onnxruntime"):
         try:
             return _onnx_predictor(ckpt, tile_size, precision)
         except ImportError:
             if backend == "onnxruntime":
                 raise UserError("onnxruntime is not installed; install it or use backend torch.") from None
-    return _torch_predictor(ckpt, "cpu", "CPU")
+    return _torch_predictor(ckpt, "cpu", "CPU", tile_size)
 
 
 class _SigmoidHead:
@@ -122,7 +123,7 @@ def cuda_batch_size(free_bytes: int, tile_size: int) -> int:
     return int(max(1, min(CUDA_MAX_BATCH, free_bytes // 2 // max(1, int(per_tile)))))
 
 
-def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predictor:
+def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str, tile_size: int) -> Predictor:
     import torch
 
     from ..core.checkpoint import build_network
@@ -142,10 +143,10 @@ def _torch_predictor(ckpt: "Checkpoint", device: str, device_name: str) -> Predi
                 y = net(x.contiguous(memory_format=torch.channels_last))
             return y.float().cpu().numpy()
 
-    batch = CPU_BATCH
+    batch = tile_batch(tile_size, CPU_BATCH)
     if use_cuda:
         free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
-        batch = cuda_batch_size(free_bytes, ckpt.tile_size)
+        batch = cuda_batch_size(free_bytes, tile_size)
     return Predictor(run, "torch", device_name, batch)
 
 
@@ -216,4 +217,4 @@ def _onnx_predictor(ckpt: "Checkpoint", tile_size: int, precision: str = "fp32")
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    return Predictor(run, "onnxruntime" if precision == "fp32" else f"onnxruntime {precision}", "CPU")
+    return Predictor(run, "onnxruntime" if precision == "fp32" else f"onnxruntime {precision}", "CPU", tile_batch(tile_size, CPU_BATCH))

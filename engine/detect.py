@@ -71,7 +71,10 @@ class DetectionRequest:
     # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
     precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
-    batch_size: Optional[int] = None  # tiles a network call; None: the predictor's (4 on the CPU, by free memory on CUDA)
+    batch_size: Optional[int] = None  # tiles a network call; None: the predictor's (1 Mpx on the CPU, by free memory on CUDA)
+    # px a side; None: the checkpoint's (512). Larger tiles run faster (fewer overlap pixels) but
+    # change the network's view: BENCHMARKS.md, "Tile size". The light install's graph takes any size.
+    tile_size: Optional[int] = None
     layer_name: str = DEFAULT_LAYER
     overwrite: bool = False
     # The user named layer_name explicitly: only then may a layer with human review edits be
@@ -201,7 +204,7 @@ def _model_grid_and_tile(ckpt, request: DetectionRequest, src):
     """The model grid over the requested extent and the (tile, overlap) fitted to it."""
     extent_geom = request.extent.in_crs(src.crs) if request.extent else None
     grid = processing_grid(src, ckpt.gsd_m, extent_geom, request.extent.is_box if request.extent else True)
-    return grid, fit_tile_and_overlap(grid.model_height, grid.model_width, ckpt.tile_size, ckpt.overlap)
+    return grid, fit_tile_and_overlap(grid.model_height, grid.model_width, request.tile_size or ckpt.tile_size, ckpt.overlap)
 
 
 def _detect_and_write(request: DetectionRequest, src, plan: _Plan, outputs: _Outputs, progress: Progress) -> List[PolygonFeature]:
@@ -289,6 +292,9 @@ def _check_settings(request: DetectionRequest) -> None:
     batch = request.batch_size
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UserError(f"The batch size must be a whole number of tiles, 1 or more (got {batch}).")
+    tile = request.tile_size
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or not 256 <= tile <= 4096 or tile % 32):
+        raise UserError(f"The tile size must be a multiple of 32 px from 256 to 4096 (got {tile}).")
     if request.min_area_m2 is not None and not float(request.min_area_m2) >= 0:
         raise UserError(f"The minimum area must be 0 m2 or more (got {request.min_area_m2}).")
     if request.threshold is not None and not 0.0 < float(request.threshold) < 1.0:

@@ -35,6 +35,11 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
+def tile_batch(tile: int, tiles_at_512: int) -> int:
+    """Tiles a network call for ``tile`` px tiles: the same pixels as ``tiles_at_512`` tiles of 512 px."""
+    return max(1, round(tiles_at_512 * (512 / tile) ** 2))
+
+
 def fit_tile_size(height: int, width: int, tile: int, multiple: int = 32) -> int:
     """A smaller tile for images smaller than the model's tile (saves work on small chips)."""
     needed = max(height, width)

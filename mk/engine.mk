@@ -10,7 +10,7 @@ demo: setup
 detect: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make detect INPUT=<raster> OUTPUT=<file.gpkg> [BANDS=1,2,3] [CHECKPOINT=<file.pt>]"; exit 2; }
 	@$(PY) -m thaw_slump_mapper.engine.model_cache "$(CHECKPOINT)" "$(PRECISION)"
-	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)") $(if $(LAYER),--layer "$(LAYER)") $(if $(OVERWRITE),--overwrite) $(if $(PRECISION),--precision "$(PRECISION)") $(if $(TTA),--tta "$(TTA)")
+	$(TSM) detect "$(INPUT)" "$(OUTPUT)" $(if $(BANDS),--bands "$(BANDS)") $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(if $(DEVICE),--device "$(DEVICE)") $(if $(LAYER),--layer "$(LAYER)") $(if $(OVERWRITE),--overwrite) $(if $(PRECISION),--precision "$(PRECISION)") $(if $(TTA),--tta "$(TTA)") $(if $(TILE),--tile "$(TILE)")
 
 bench: bench-engine bench-morphometry
 bench-engine: setup

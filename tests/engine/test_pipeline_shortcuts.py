@@ -16,6 +16,7 @@ from thaw_slump_mapper.engine.backends import CUDA_MAX_BATCH, cuda_batch_size
 from thaw_slump_mapper.engine.detect import speck_pixels
 from thaw_slump_mapper.engine.inference import _scaled_batch
 from thaw_slump_mapper.engine.raster_source import RasterRowSource, open_raster, processing_grid
+from thaw_slump_mapper.engine.tiling import tile_batch
 from thaw_slump_mapper.engine.vectorize import StripVectorizer
 
 from ..engine_helpers import chip_rgb
@@ -137,3 +138,31 @@ def test_gpu_batch_follows_free_memory():
     assert cuda_batch_size(2**30, 512) == 6  # half of 1 GiB at 80 MiB a tile
     assert cuda_batch_size(2**30, 1024) == 1
     assert cuda_batch_size(0, 512) == 1
+
+
+def test_cpu_batch_holds_a_megapixel_of_tiles_whatever_the_tile_size():
+    assert [tile_batch(t, 4) for t in (256, 512, 768, 1024, 2048)] == [16, 4, 2, 1, 1]
+
+
+def test_a_requested_tile_size_is_the_one_detection_runs(mosaic, tmp_path):
+    from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
+
+    runs = {}
+    for tile in (None, 768):
+        result = run_detection(DetectionRequest(mosaic, tmp_path / f"tile_{tile}.gpkg", precision="fp32", tile_size=tile))
+        runs[tile] = result
+    assert "tile 512 px, overlap 128 px, 4 tiles a batch" in " ".join(runs[None].log)
+    assert "tile 768 px, overlap 128 px, 2 tiles a batch" in " ".join(runs[768].log)
+    with rasterio.open(runs[None].probability_path) as a, rasterio.open(runs[768].probability_path) as b:
+        # the same network over the same pixels with other tile borders: close, not equal
+        assert a.shape == b.shape and not np.array_equal(a.read(1), b.read(1))
+
+
+@pytest.mark.parametrize("tile", [100, 300, 8192, True, 512.0])
+def test_a_tile_size_detection_cannot_run_is_refused_in_one_line(mosaic, tmp_path, tile):
+    from thaw_slump_mapper.core.errors import UserError
+    from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
+
+    with pytest.raises(UserError, match="tile size must be a multiple of 32 px from 256 to 4096"):
+        run_detection(DetectionRequest(mosaic, tmp_path / "refused.gpkg", tile_size=tile))
+    assert not (tmp_path / "refused.gpkg").exists()
