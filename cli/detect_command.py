@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         input_path=args.input, output_path=args.output, probability_path=args.probability,
         checkpoint_path=args.checkpoint, bands=parse_band_list(args.bands), extent=parse_bbox(args.extent),
         threshold=args.threshold, min_area_m2=args.min_area, device=args.device, backend=args.backend,
-        precision=args.precision, tta=args.tta, batch_size=args.batch_size, tile_size=args.tile, layer_name=args.layer or DEFAULT_LAYER, overwrite=args.overwrite,
+        precision=args.precision, tta=args.tta, batch_size=args.batch_size, tile_size=args.tile,
+        layer_name=args.layer or DEFAULT_LAYER, overwrite=args.overwrite,
         layer_named=args.layer is not None,
     )
     bar = TextProgressBar("detect")
