@@ -8,8 +8,12 @@ convolution backward (profile in docs/TRAINING.md, "Throughput"). For stride 1, 
 "same" padding and an odd kernel, the input gradient of a depthwise convolution IS a
 depthwise convolution of the output gradient with the kernel turned by 180 degrees, same
 dilation and padding, and that runs on oneDNN's fast forward kernel. The weight gradient
-keeps PyTorch's own kernel. Exact up to float rounding; weights, state dict and inference
-are untouched (the module's forward is replaced on the instance, only while gradients flow).
+was PyTorch's dilated kernel too, 22-40 ms for a 1152-channel layer at 12 x 12 on an AVX2
+EPYC; it is now one multiply-and-sum of the output gradient with the shifted input per
+kernel tap (``_weight_gradient``): 4-8 ms, and taps that only ever see the zero padding (the
+ASPP's dilations 12-36 on a 12 x 12 map) are skipped. Exact up to float rounding; weights,
+state dict and inference are untouched (the module's forward is replaced on the instance,
+only while gradients flow).
 """
 from __future__ import annotations
 
@@ -22,14 +26,13 @@ FAST_BACKWARD_ATTRIBUTE = "_thaw_slump_fast_depthwise"
 @lru_cache(maxsize=1)
 def _function() -> Any:
     import torch
-    import torch.nn.functional as F
 
     class DilatedDepthwiseConv(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, weight, padding: Tuple[int, int], dilation: Tuple[int, int]):
             ctx.save_for_backward(x, weight)
             ctx.padding, ctx.dilation = padding, dilation
-            return F.conv2d(x, weight, None, 1, padding, dilation, weight.shape[0])
+            return _depthwise(x, weight, padding, dilation)
 
         @staticmethod
         def backward(ctx, grad):
@@ -40,14 +43,47 @@ def _function() -> Any:
             work = weight.to(grad.dtype)
             grad_x = grad_w = None
             if ctx.needs_input_grad[0]:
-                grad_x = F.conv2d(grad, work.flip(-1, -2), None, 1, ctx.padding, ctx.dilation, weight.shape[0]).to(x.dtype)
+                grad_x = _depthwise(grad, work.flip(-1, -2), ctx.padding, ctx.dilation).to(x.dtype)
             if ctx.needs_input_grad[1]:
-                grad_w = torch.ops.aten.convolution_backward(
-                    grad, x.to(grad.dtype), work, None, [1, 1], list(ctx.padding), list(ctx.dilation), False, [0, 0],
-                    weight.shape[0], [False, True, False])[1].to(weight.dtype)
+                grad_w = _weight_gradient(grad, x.to(grad.dtype), weight.shape[-1], ctx.padding, ctx.dilation).to(weight.dtype)
             return grad_x, grad_w, None, None
 
     return DilatedDepthwiseConv
+
+
+def _depthwise(x: Any, weight: Any, padding: Tuple[int, int], dilation: Tuple[int, int]) -> Any:
+    """A stride-1 depthwise convolution. When every tap but the centre reads only padding (the
+    ASPP's dilations 12-36 on a 12 x 12 map at crop 192) it is the centre weight times the
+    input, which is what it computes here instead of the full convolution."""
+    import torch.nn.functional as F
+
+    kernel, (height, width) = weight.shape[-1], x.shape[-2:]
+    if dilation[0] >= height and dilation[1] >= width:  # the nearest off-centre tap is dilation px away
+        centre = weight[:, 0, kernel // 2, kernel // 2]
+        return x * centre.view(1, -1, 1, 1)
+    return F.conv2d(x, weight, None, 1, padding, dilation, weight.shape[0])
+
+
+def _weight_gradient(grad: Any, x: Any, kernel: int, padding: Tuple[int, int], dilation: Tuple[int, int]) -> Any:
+    """d loss / d weight of a stride-1 depthwise convolution, (C, 1, k, k): for each tap (i, j)
+    the sum over batch and pixels of the output gradient times the input shifted by the
+    tap's offset. A tap whose offset exceeds the map on either axis reads only padding: 0."""
+    import torch
+    import torch.nn.functional as F
+
+    channels, (height, width) = grad.shape[1], grad.shape[-2:]
+    (pad_y, pad_x), (dil_y, dil_x) = padding, dilation
+    padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y))
+    out = torch.zeros(channels, kernel, kernel, dtype=grad.dtype)
+    for i in range(kernel):
+        if abs(i * dil_y - pad_y) >= height:
+            continue
+        for j in range(kernel):
+            if abs(j * dil_x - pad_x) >= width:
+                continue
+            shifted = padded[:, :, i * dil_y:i * dil_y + height, j * dil_x:j * dil_x + width]
+            out[:, i, j] = (grad * shifted).sum((0, 2, 3))
+    return out.unsqueeze(1)
 
 
 class FastDepthwiseForward:

@@ -87,3 +87,25 @@ def test_bf16_autocast_backward_runs_and_follows_pytorchs():
             a, b = grads[0][n].flatten(), grads[1][n].flatten()
             assert b.dtype == torch.float32 and bool(torch.isfinite(b).all())
             assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.98, (name, n)
+
+
+def test_weight_gradient_by_taps_equals_pytorchs_kernel_including_taps_in_the_padding():
+    from thaw_slump_mapper.model.dilated_depthwise import _depthwise, _weight_gradient
+
+    rng = np.random.default_rng(5)
+    # maps narrower than some taps' offsets (those read only padding and must come out 0)
+    for shape, kernel, dilation in (((2, 8, 7, 11), 3, (2, 5)), ((3, 4, 9, 5), 5, (4, 1)), ((1, 6, 6, 6), 3, (12, 12))):
+        x = torch.from_numpy(rng.normal(size=shape).astype(np.float32)).contiguous(memory_format=torch.channels_last)
+        grad = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
+        weight = torch.zeros(shape[1], 1, kernel, kernel)
+        padding = (kernel // 2 * dilation[0], kernel // 2 * dilation[1])
+        expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], list(padding), list(dilation), False, [0, 0],
+                                                       shape[1], [False, True, False])[1]
+        got = _weight_gradient(grad, x, kernel, padding, dilation)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        assert float(expected.abs().max()) > 0.1
+        # the forward too, where only the centre tap sees the map (the last case)
+        weight = torch.from_numpy(rng.normal(size=weight.shape).astype(np.float32))
+        torch.testing.assert_close(_depthwise(x, weight, padding, dilation),
+                                   torch.nn.functional.conv2d(x, weight, None, 1, padding, dilation, shape[1]), rtol=1e-4, atol=1e-5)
