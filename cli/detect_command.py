@@ -36,8 +36,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                    help="test-time augmentation: none (default), flip2 (2 passes a tile) or d4 (8 passes: "
                         "rotations and mirrors averaged; costs 8x the inference time)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
-                   help="onnxruntime on the CPU: auto (default: int8 on CPUs with VNNI for a trained checkpoint, fp32 "
-                        "elsewhere and on CUDA), fp32, or int8 (about 1.9x faster with VNNI; parity in tests/engine/test_int8_parity.py)")
+                   help="onnxruntime on the CPU: auto (default: int8 on x86 CPUs with VNNI or AVX2 for a trained checkpoint, fp32 "
+                        "elsewhere and on CUDA), fp32, or int8 (about 1.9x faster with VNNI, 1.5x with AVX2; "
+                        "parity in tests/engine/test_int8_parity.py)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="tiles per network call, 1 or more (default: 1 Mpx of tiles on the CPU, by free GPU memory on CUDA, up to 32)")
     p.add_argument("--tile", type=int, default=None,

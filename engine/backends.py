@@ -69,7 +69,7 @@ def make_predictor(
     """A batch predictor for square tiles of ``tile_size`` (default: the checkpoint's).
 
     ``precision`` applies to onnxruntime on the CPU: "fp32", "int8" (engine/quantize.py) or
-    "auto" (int8 on CPUs with VNNI for a trained checkpoint, else fp32). fp32 is the default
+    "auto" (int8 on x86 CPUs with VNNI or AVX2 for a trained checkpoint, else fp32). fp32 is the default
     here (training's cross-validation, calibration); detection's default is "auto"."""
     from .quantize import PRECISION_CHOICES, resolve_precision
 

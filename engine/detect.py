@@ -67,7 +67,7 @@ class DetectionRequest:
     min_area_m2: Optional[float] = None
     device: str = "auto"
     backend: str = "auto"
-    # onnxruntime on the CPU: auto (int8 with VNNI for a trained checkpoint, else fp32), fp32 or int8;
+    # onnxruntime on the CPU: auto (int8 on x86 CPUs with VNNI or AVX2 for a trained checkpoint, else fp32), fp32 or int8;
     # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
     precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py

@@ -1,10 +1,11 @@
-"""An int8 ONNX graph of the checkpoint for CPUs with VNNI (8-bit dot-product instructions).
+"""An int8 ONNX graph of the checkpoint for x86 CPUs with VNNI (8-bit dot products) or AVX2.
 
 Static quantisation with onnxruntime's tools, QDQ format: weights int8 per output channel,
 activations uint8 with ranges calibrated (min/max) on real imagery, the bundled demo scene
 (real ARTS chip imagery shipped with the plugin), scaled exactly as detection scales its
 input and shown in flips and rotations. onnxruntime fuses the QDQ pairs into integer
-convolutions, which run on VNNI (avx512_vnni / avx_vnni) at several times the fp32 rate.
+convolutions, which run on VNNI (avx512_vnni / avx_vnni) at several times the fp32 rate, and
+on AVX2 alone at 1.5x (with 7-bit weights there, see int8_model_path).
 The graph is built once per checkpoint fingerprint and tile size and cached beside the fp32
 export. tests/engine/test_int8_parity.py bounds the difference from fp32 on the real chips.
 """
@@ -38,14 +39,24 @@ def cpu_has_vnni() -> bool:
     return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
+def cpu_runs_int8() -> bool:
+    """x86 CPUs on which onnxruntime's int8 convolutions pay: with VNNI (1.9x fp32, 8-bit
+    weights) or with AVX2 alone (1.5x fp32 on an AVX2-only EPYC, 7-bit weights; BENCHMARKS.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return cpu_has_vnni() or " avx2" in flags
+
+
 def resolve_precision(precision: str, trained: bool = True) -> str:
-    """"auto" (the detection default) is int8 where VNNI makes it pay, fp32 elsewhere.
+    """"auto" (the detection default) is int8 where the CPU makes it pay, fp32 elsewhere.
 
     An untrained checkpoint stays fp32 under "auto": int8 parity is proven on trained
     weights (tests/engine/test_int8_parity.py), and calibrating random weights only costs time."""
     precision = (precision or "auto").lower()
     if precision == "auto":
-        return "int8" if cpu_has_vnni() and trained and CALIBRATION_SCENE.is_file() else "fp32"
+        return "int8" if cpu_runs_int8() and trained and CALIBRATION_SCENE.is_file() else "fp32"
     return precision
 
 

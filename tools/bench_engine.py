@@ -79,6 +79,16 @@ def build_raster(size: str, shared: Path) -> Path:
     return path
 
 
+def peak_resident_mb() -> float:
+    """This process's own peak resident memory (VmHWM). Not ru_maxrss: Linux carries that
+    across fork and exec, so a worker started by a parent that had built the mosaic reported
+    the parent's 1824 MB (sessions 3 and 5) instead of its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto", batch_size: int | None = None) -> dict:
     from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 
@@ -91,7 +101,7 @@ def end_to_end(raster: Path, checkpoint: Path, precision: str = "auto", batch_si
     result = run_detection(DetectionRequest(raster, out / "slumps.gpkg", checkpoint_path=checkpoint, overwrite=True,
                                             precision=precision, **options))
     seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_resident_mb()
     report = {"seconds": seconds, "pixels": result.pixels, "peak_mb": peak_mb, "slumps": result.n_slumps, "backend": result.backend,
               "device": result.device_name, "torch_imported": "torch" in sys.modules}
     if result.device_name.startswith("CUDA"):

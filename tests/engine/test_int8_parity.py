@@ -1,4 +1,4 @@
-"""int8 (VNNI) inference against fp32 on the real ARTS chips: probabilities and instance F1.
+"""int8 (VNNI or AVX2) inference against fp32 on the real ARTS chips: probabilities and instance F1.
 
 Tolerances, and why. Detection thresholds the probability at 0.5 and keeps polygons whose
 area passes min_area, so what a user sees changes only where the decision flips. Weights and
@@ -15,7 +15,7 @@ import rasterio
 import shapely
 
 from thaw_slump_mapper.analysis.evaluation import one_to_one_scores, paper_rule_scores
-from thaw_slump_mapper.engine.quantize import cpu_has_vnni
+from thaw_slump_mapper.engine.quantize import cpu_has_vnni, cpu_runs_int8
 from thaw_slump_mapper.engine.vector_io import read_polygons
 
 from ..conftest import missing
@@ -78,8 +78,8 @@ def test_int8_polygons_match_fp32_and_the_references_alike(both_precisions):
     assert agreement.f1 >= (0.8 if cpu_has_vnni() else 0.75)
 
 
-def test_auto_precision_picks_int8_only_with_vnni():
+def test_auto_precision_picks_int8_only_where_the_cpu_runs_it():
     from thaw_slump_mapper.engine.quantize import resolve_precision
 
-    assert resolve_precision("auto") == ("int8" if cpu_has_vnni() else "fp32")
+    assert resolve_precision("auto") == ("int8" if cpu_runs_int8() else "fp32")
     assert resolve_precision("fp32") == "fp32"

@@ -18,7 +18,7 @@ import thaw_slump_mapper
 from thaw_slump_mapper.cli import detect_command
 from thaw_slump_mapper.engine.detect import DetectionRequest, run_detection
 from thaw_slump_mapper.engine.model_cache import description_file
-from thaw_slump_mapper.engine.quantize import cpu_has_vnni, resolve_precision
+from thaw_slump_mapper.engine.quantize import cpu_runs_int8, resolve_precision
 from thaw_slump_mapper.engine.vectorize import StripVectorizer
 
 DETECT_IN_A_FRESH_PROCESS = """
@@ -37,7 +37,7 @@ def test_detection_defaults_to_precision_auto_and_an_untrained_checkpoint_stays_
     detect_command.register(parser.add_subparsers())
     assert parser.parse_args(["detect", "in.tif", "out.gpkg"]).precision == "auto"
     assert parser.parse_args(["detect", "in.tif", "out.gpkg", "--precision", "fp32"]).precision == "fp32"
-    assert resolve_precision("auto", trained=True) == ("int8" if cpu_has_vnni() else "fp32")
+    assert resolve_precision("auto", trained=True) == ("int8" if cpu_runs_int8() else "fp32")
     assert resolve_precision("auto", trained=False) == "fp32"  # int8 parity is proven on trained weights only
     assert resolve_precision("fp32", trained=True) == "fp32"
 
