@@ -43,6 +43,8 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
     return {
         "new_imagenet": ("imagenet", lambda: new()),
         "new_imagenet_no_warmup": ("imagenet", lambda: new(encoder_warmup_share=0.0)),
+        # the warm-up share at equal steps: a warm-up step costs about half a main-phase one
+        "new_imagenet_warmup90": ("imagenet", lambda: new(encoder_warmup_share=0.9)),
         "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
         "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
