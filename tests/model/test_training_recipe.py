@@ -35,7 +35,7 @@ def test_bf16_forward_matches_fp32_on_real_chips(arctic_chips, name):
     """bf16 autocast changes the bundled network's probabilities on real chips by little:
     bf16 keeps 8 bits of mantissa (relative error ~0.4 % a value), and after a few dozen
     layers the logits move by a few hundredths; the threshold decisions barely change.
-    bf16-decoder (the CPU default where bf16 is native) keeps the encoder in fp32."""
+    bf16-decoder (selectable; the CPU default is fp32) keeps the encoder in fp32."""
     # Without native bf16 (avx512_bf16 or AMX) PyTorch emulates it: slower, the same rounding.
     ckpt = load_checkpoint(bundled_checkpoint_path())
     settings = fine_tune_settings(crop_size=160, batch_size=6)
