@@ -40,7 +40,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "elsewhere and on CUDA), fp32, or int8 (about 1.9x faster with VNNI, 1.5x with AVX2; "
                         "parity in tests/engine/test_int8_parity.py)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="tiles per network call, 1 or more (default: 1 Mpx of tiles on the CPU, by free GPU memory on CUDA, up to 32)")
+                   help="tiles per network call, 1 or more (default: 4 on the CPU, fewer for tiles over 512 px; by free GPU memory on CUDA)")
     p.add_argument("--tile", type=int, default=None,
                    help="tile size in px, a multiple of 32 from 256 to 4096 (default: the checkpoint's, 512). 1024 runs "
                         "about 1.3x faster on the CPU but changes what the network sees (BENCHMARKS.md, 'Tile size')")

@@ -71,7 +71,7 @@ class DetectionRequest:
     # engine/quantize.py. Ignored on CUDA (torch, fp16 autocast).
     precision: str = "auto"
     tta: str = "none"  # test-time augmentation: none, flip2 (2 passes a tile) or d4 (8 passes); engine/tta.py
-    batch_size: Optional[int] = None  # tiles a network call; None: the predictor's (1 Mpx on the CPU, by free memory on CUDA)
+    batch_size: Optional[int] = None  # tiles a network call; None: the predictor's (4 tiles, at most 1 Mpx, on the CPU; by free memory on CUDA)
     # px a side; None: the checkpoint's (512). Larger tiles run faster (fewer overlap pixels) but
     # change the network's view: BENCHMARKS.md, "Tile size". The light install's graph takes any size.
     tile_size: Optional[int] = None

@@ -36,8 +36,9 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
 
 
 def tile_batch(tile: int, tiles_at_512: int) -> int:
-    """Tiles a network call for ``tile`` px tiles: the same pixels as ``tiles_at_512`` tiles of 512 px."""
-    return max(1, round(tiles_at_512 * (512 / tile) ** 2))
+    """Tiles a network call for ``tile`` px tiles: no more pixels than ``tiles_at_512`` tiles
+    of 512 px, and never more tiles (progress and cancel are checked between calls)."""
+    return max(1, min(tiles_at_512, round(tiles_at_512 * (512 / tile) ** 2)))
 
 
 def fit_tile_size(height: int, width: int, tile: int, multiple: int = 32) -> int:

@@ -140,8 +140,8 @@ def test_gpu_batch_follows_free_memory():
     assert cuda_batch_size(0, 512) == 1
 
 
-def test_cpu_batch_holds_a_megapixel_of_tiles_whatever_the_tile_size():
-    assert [tile_batch(t, 4) for t in (256, 512, 768, 1024, 2048)] == [16, 4, 2, 1, 1]
+def test_cpu_batch_holds_at_most_a_megapixel_and_four_tiles():
+    assert [tile_batch(t, 4) for t in (64, 256, 512, 768, 1024, 2048)] == [4, 4, 4, 2, 1, 1]
 
 
 def test_a_requested_tile_size_is_the_one_detection_runs(mosaic, tmp_path):
