@@ -2,12 +2,26 @@
 the CLI, Processing and the dock offer the same choices and say the same thing."""
 from __future__ import annotations
 
-from typing import Optional
+from functools import lru_cache
+from typing import FrozenSet, Optional
 
 from .errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 NO_CUDA_MESSAGE = "CUDA was requested but no CUDA GPU is available; use device auto or cpu."
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> FrozenSet[str]:
+    """The CPU's instruction-set flags from /proc/cpuinfo (x86 Linux); empty where it has none."""
+    from pathlib import Path
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
 
 
 def cuda_impossible() -> bool:

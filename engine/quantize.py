@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator, List
 
 import numpy as np
 
+from ..core.devices import cpu_flags
 from ..core.errors import UserError
 from ..core.file_names import DEMO_SCENE
 
@@ -32,21 +33,13 @@ CALIBRATION_SCENE = DEMO_SCENE
 
 def cpu_has_vnni() -> bool:
     """True on x86 CPUs whose flags list an 8-bit dot-product extension."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f" {flag}" in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def cpu_runs_int8() -> bool:
     """x86 CPUs on which onnxruntime's int8 convolutions pay: with VNNI (1.9x fp32, 8-bit
     weights) or with AVX2 alone (1.5x fp32 on an AVX2-only EPYC, 7-bit weights; BENCHMARKS.md)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return cpu_has_vnni() or " avx2" in flags
+    return cpu_has_vnni() or "avx2" in cpu_flags()
 
 
 def resolve_precision(precision: str, trained: bool = True) -> str:

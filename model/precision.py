@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager, Optional
+
+from ..core.devices import cpu_flags
 
 if TYPE_CHECKING:
     import torch
@@ -32,11 +33,7 @@ def cpu_has_bf16() -> bool:
             return False
     except (ImportError, RuntimeError, AttributeError):
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 @dataclass(frozen=True)
