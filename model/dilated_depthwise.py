@@ -74,7 +74,7 @@ def _weight_gradient(grad: Any, x: Any, kernel: int, padding: Tuple[int, int], d
     channels, (height, width) = grad.shape[1], grad.shape[-2:]
     (pad_y, pad_x), (dil_y, dil_x) = padding, dilation
     padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y))
-    out = torch.zeros(channels, kernel, kernel, dtype=grad.dtype)
+    out = torch.zeros(channels, kernel, kernel, dtype=grad.dtype, device=grad.device)
     for i in range(kernel):
         if abs(i * dil_y - pad_y) >= height:
             continue
