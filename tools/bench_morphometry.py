@@ -4,7 +4,7 @@ Prints the seconds and the peak resident memory of the shape + terrain run (the 
 then times solar radiation on the polygons of one DEM block and extrapolates its cost. The DEM is a
 synthetic rolling surface written once to a temporary GeoTIFF (400 MB, removed afterwards).
 
-Then the fine-DEM case (issue 11): a 2 m DEM built from the real ASTER DEM (tests/fine_dem.py),
+Then the fine-DEM case (issue 11): a 2 m DEM built from the real ASTER DEM (tests/analysis/fine_dem.py),
 40 slump outlines of 0.03-1.3 ha; per-polygon solar radiation against `saga_cmd ta_lighting 2`
 on the whole grid in the same run, same day and settings, and the ratio of the two times.
 SAGA runs one day (15 June) because its per-moment rays make the paper's 123 days take hours
@@ -68,7 +68,7 @@ def fine_dem_solar_ratio(tmp: Path) -> float:
     from dataclasses import replace
 
     from thaw_slump_mapper.analysis.solar_radiation import SolarSettings
-    from thaw_slump_mapper.tests.fine_dem import build_fine_dem, fine_polygons
+    from thaw_slump_mapper.tests.analysis.fine_dem import build_fine_dem, fine_polygons
     from thaw_slump_mapper.tests.morphometry_helpers import polygon_means, read_grid, run_saga
 
     shared = Path(__import__("os").environ.get("SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"

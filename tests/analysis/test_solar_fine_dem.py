@@ -1,7 +1,7 @@
 """Solar radiation and TPI on a 1-2 m DEM (lidar/ArcticDEM resolution): the horizon method
 against SAGA GIS 8.5 (ta_lighting 2) on the whole grid, for agreement AND for time, in one run.
 
-The DEM is the real ASTER DEM resampled to 2 m with a known transform (tests/fine_dem.py).
+The DEM is the real ASTER DEM resampled to 2 m with a known transform (tests/analysis/fine_dem.py).
 SAGA's slim shadow casts a ray per cell per moment, which on fine grids under a low Sun runs
 hundreds of cells, so SAGA needs 10-60 s (idle-loaded) per day even on this 200 x 300 grid: one day
 (15 June, in the paper's window, half-hour steps, lumped 70 %) keeps the test short."""
@@ -32,7 +32,7 @@ def fine_case(shared_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("fine_solar")
     dem = build_fine_dem(shared_data, work / "dem.tif", SHAPE, CELL_M)
     geoms = fine_polygons(shared_data, dem, margin_m=90.0)
-    latitude = 34.8057  # the DEM's centre (tests/fine_dem.py puts it near Beiluhe)
+    latitude = 34.8057  # the DEM's centre (tests/analysis/fine_dem.py puts it near Beiluhe)
     started = time.perf_counter()
     run_saga("ta_lighting", "2", {
         "GRD_DEM": dem, "GRD_TOTAL": "total.sdat", "LATITUDE": latitude, "PERIOD": 1,
