@@ -105,6 +105,8 @@ def main() -> int:
     parser.add_argument("--recipes", nargs="+", default=["new_imagenet", "old_imagenet"])
     parser.add_argument("--folds", nargs="*", default=None, help="fold names (default all)")
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="train each fold for this wall clock instead of --steps (equal time, not equal work)")
     parser.add_argument("--output", type=Path, default=REPO / "out" / "experiments")
     parser.add_argument("--tta", nargs="*", default=[], help="re-predict the stored fold models with these TTA modes (flip2, d4)")
     args = parser.parse_args()
@@ -144,7 +146,10 @@ def main() -> int:
                 continue
             gsd = 10.0 if fold.startswith("s2") else 3.0
             base = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
-            settings = replace(make_settings(), max_steps=args.steps, epochs=10_000, steps_per_epoch=50)
+            if args.minutes is not None:
+                settings = replace(make_settings(), max_steps=None, max_minutes=args.minutes, epochs=10_000, steps_per_epoch=50)
+            else:
+                settings = replace(make_settings(), max_steps=args.steps, epochs=10_000, steps_per_epoch=50)
             started = time.perf_counter()
             outcome = fit(base, train, [], settings, gsd)
             seconds = time.perf_counter() - started
@@ -152,7 +157,7 @@ def main() -> int:
             _save(out, preds, gsd, seconds, outcome.steps)
             print(f"{name} {fold}: {outcome.steps} steps in {seconds:.0f} s", file=sys.stderr, flush=True)
             torch.save(outcome.checkpoint.state_dict, out.with_suffix(".state.pt"))
-    json.dump({"recipes": args.recipes, "steps": args.steps}, open(args.output / "last_run.json", "w"))
+    json.dump({"recipes": args.recipes, "steps": args.steps, "minutes": args.minutes}, open(args.output / "last_run.json", "w"))
     return 0
 
 
