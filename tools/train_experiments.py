@@ -48,6 +48,8 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
         "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
+        # bf16 autocast over the whole network: faster where the CPU has AMX (BENCHMARKS.md)
+        "new_imagenet_bf16": ("imagenet", lambda: new(precision="bf16")),
         # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "new_bundled": ("bundled", lambda: new()),
