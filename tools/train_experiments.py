@@ -150,10 +150,8 @@ def main() -> int:
                 continue
             gsd = 10.0 if fold.startswith("s2") else 3.0
             base = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
-            if args.minutes is not None:
-                settings = replace(make_settings(), max_steps=None, max_minutes=args.minutes, epochs=10_000, steps_per_epoch=50)
-            else:
-                settings = replace(make_settings(), max_steps=args.steps, epochs=10_000, steps_per_epoch=50)
+            budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
+            settings = replace(make_settings(), epochs=10_000, steps_per_epoch=50, **budget)
             started = time.perf_counter()
             outcome = fit(base, train, [], settings, gsd)
             seconds = time.perf_counter() - started
