@@ -116,8 +116,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("output", type=Path)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--steps", type=int, default=CV_STEPS_PER_FOLD)
+    parser.add_argument("--encoder-warmup-share", type=float, default=None,
+                        help="override the recipe's share of steps on a fixed encoder (a candidate recipe)")
     args = parser.parse_args(argv)
-    report = cross_validate(args.chips, bundled_settings(max_steps=args.steps), k=args.k,
+    overrides = {"max_steps": args.steps}
+    if args.encoder_warmup_share is not None:
+        overrides["encoder_warmup_share"] = args.encoder_warmup_share
+    report = cross_validate(args.chips, bundled_settings(**overrides), k=args.k,
                             progress=Progress(lambda f, m: print(f"{f * 100:5.1f}% {m}", file=sys.stderr) if m.startswith("fold") else None))
     write_report(report, args.output)
     print(report.table())
