@@ -14,7 +14,7 @@ from thaw_slump_mapper.core.errors import UserError
 from thaw_slump_mapper.engine.outline_cleanup import CleanupSettings, clean_outlines
 from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher
 from thaw_slump_mapper.model.calibration import PAPER_MIN_AREA_M2, best_calibration
-from thaw_slump_mapper.model.losses import LOSSES, loss_function
+from thaw_slump_mapper.model.losses import LOSSES, loss_function, lovasz_hinge_loss
 from thaw_slump_mapper.model.precision import choose_precision
 from thaw_slump_mapper.model.training import fine_tune_settings
 from thaw_slump_mapper.model.training_start import load_training_chips
@@ -179,6 +179,40 @@ def test_losses_reward_the_right_answer_and_ignore_255(name):
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     with pytest.raises(UserError, match="Unknown loss"):
         loss_function("hinge2")
+
+
+def _lovasz_one_image_at_a_time(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Berman et al.'s per-image Lovasz hinge, written plainly: the reference for the batched one."""
+    losses = []
+    for lg, mk in zip(logits[:, 0], mask):
+        keep = mk != MASK_IGNORE
+        lg, gt = lg[keep], (mk[keep] == 1).float()
+        if lg.numel() == 0:
+            continue
+        errors, order = torch.sort(1.0 - lg * (2.0 * gt - 1.0), descending=True)
+        gt = gt[order]
+        jaccard = 1.0 - (gt.sum() - gt.cumsum(0)) / (gt.sum() + (1.0 - gt).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+        losses.append(torch.dot(torch.relu(errors), jaccard))
+    return torch.stack(losses).mean()
+
+
+def test_batched_lovasz_hinge_equals_the_per_image_form():
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 1, 24, 24, generator=gen) * 3
+    mask = (torch.rand(4, 24, 24, generator=gen) < 0.3).long()
+    mask[0, :, :5] = MASK_IGNORE  # an ignored band
+    mask[2] = 0  # no slump at all
+    mask[3] = MASK_IGNORE  # nothing to score: left out of the mean
+    a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    batched, reference = lovasz_hinge_loss(a, mask), _lovasz_one_image_at_a_time(b, mask)
+    assert float(batched) == pytest.approx(float(reference), rel=1e-5)
+    batched.backward()
+    reference.backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-6)
+    assert float(a.grad[3].abs().sum()) == 0.0 and float(a.grad[0, 0, :, :5].abs().sum()) == 0.0
+    everything_ignored = torch.full((2, 8, 8), MASK_IGNORE, dtype=torch.long)
+    assert float(lovasz_hinge_loss(torch.randn(2, 1, 8, 8), everything_ignored)) == 0.0
 
 
 def _cell(tp: int, fp: int, fn: int) -> dict:
