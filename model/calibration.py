@@ -120,16 +120,23 @@ def _scores(tp: int, fp: int, fn: int, inter: int, union: int) -> Dict[str, floa
             "f1": s.f1, "tp": tp, "fp": fp, "fn": fn}
 
 
-def best_calibration(grid: Grid) -> Tuple[float, float, Dict[str, float]]:
-    """Highest instance F1, but recall may not collapse: among the settings within
+def best_setting(grid: Dict[tuple, Dict[str, float]]) -> tuple:
+    """The key calibration picks from any grid whose keys start (threshold, minimum area):
+    highest instance F1, but recall may not collapse: among the settings within
     ``CALIBRATION_F1_TOLERANCE`` of the best F1 the one with the highest recall wins, and a
     minimum area above the paper's 0.3 ha floor is never chosen (it drops real slumps).
-    Remaining ties go to the setting nearest threshold 0.5 and 0.3 ha."""
+    Remaining ties go to the setting nearest threshold 0.5 and 0.3 ha, then to the first in the
+    grid's order. Longer keys let tools/detection_rules.py apply the same rule to other rules."""
     allowed = {k: v for k, v in grid.items() if k[1] <= PAPER_MIN_AREA_M2} or grid
     best_f1 = max(v["f1"] for v in allowed.values())
     near = {k: v for k, v in allowed.items() if v["f1"] >= best_f1 - CALIBRATION_F1_TOLERANCE}
-    key = max(near, key=lambda k: (round(near[k]["recall"], 4), round(near[k]["f1"], 4), near[k]["pixel_iou"],
-                                   -abs(k[0] - 0.5), -abs(k[1] - PAPER_MIN_AREA_M2)))
+    return max(near, key=lambda k: (round(near[k]["recall"], 4), round(near[k]["f1"], 4), near[k]["pixel_iou"],
+                                    -abs(k[0] - 0.5), -abs(k[1] - PAPER_MIN_AREA_M2)))
+
+
+def best_calibration(grid: Grid) -> Tuple[float, float, Dict[str, float]]:
+    """``best_setting`` of a (threshold, minimum area) grid, with its scores."""
+    key = best_setting(grid)
     return key[0], key[1], grid[key]
 
 

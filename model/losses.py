@@ -44,11 +44,11 @@ def lovasz_hinge_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     pixel of their image, where they change no kept pixel's gradient and add relu(-inf) = 0.
     Forward and backward for 8 crops: 18.7 ms at 160 px and 42 ms at 256 px, against 27.5 and
     73 ms for a loop over the images (session 10, 2 cores of an Intel Xeon)."""
-    errors_of = logits[:, 0].flatten(1)
+    flat_logits = logits[:, 0].flatten(1)
     flat_mask = mask.flatten(1)
     keep = flat_mask != MASK_IGNORE
-    target = (flat_mask == 1).to(errors_of.dtype)
-    errors = torch.where(keep, 1.0 - errors_of * (2.0 * target - 1.0), torch.full_like(errors_of, float("-inf")))
+    target = (flat_mask == 1).to(flat_logits.dtype)
+    errors = torch.where(keep, 1.0 - flat_logits * (2.0 * target - 1.0), torch.full_like(flat_logits, float("-inf")))
     errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
     per_image = (F.relu(errors_sorted) * _lovasz_grad(target.gather(1, perm))).sum(1)
     scored = keep.any(1)

@@ -11,7 +11,7 @@ Rules, each with a minimum area (0, 1000, 2000, 3000 m2):
 
 Two scores a family: the pooled best setting (optimistic: chosen on the scored chips), and
 leave-one-fold-out calibration (each fold scored with the setting that
-``model.calibration.best_calibration``'s rule picks on the other folds), which is what a
+``model.calibration.best_setting``, calibration's own rule, picks on the other folds), which is what a
 user's run gets: a setting chosen on validation chips, used on other imagery.
 
   .venv/bin/python tools/detection_rules.py out/outline500/new_imagenet
@@ -119,19 +119,6 @@ def grid(chips: List[Counts], keys: Sequence[Key]) -> Dict[Key, Dict[str, float]
     return out
 
 
-def calibrated_key(scored: Dict[Key, Dict[str, float]]) -> Key:
-    """The calibration rule of model/calibration.py over any keys: best F1, but among settings
-    within the tolerance the highest recall; no floor above the paper's 0.3 ha; then the setting
-    nearest 0.5 and 0.3 ha."""
-    from thaw_slump_mapper.model.calibration import CALIBRATION_F1_TOLERANCE, PAPER_MIN_AREA_M2
-
-    allowed = {k: v for k, v in scored.items() if k[1] <= PAPER_MIN_AREA_M2}
-    best = max(v["f1"] for v in allowed.values())
-    near = [k for k, v in allowed.items() if v["f1"] >= best - CALIBRATION_F1_TOLERANCE]
-    return max(near, key=lambda k: (round(allowed[k]["recall"], 4), round(allowed[k]["f1"], 4),
-                                    -abs(k[0] - 0.5), -abs(k[1] - PAPER_MIN_AREA_M2), -len(k)))
-
-
 FAMILIES: Dict[str, Callable[[Key], bool]] = {
     "single threshold (today)": lambda k: k[2] == "single",
     "+ hysteresis": lambda k: k[2] in ("single", "hysteresis"),
@@ -146,6 +133,7 @@ def main() -> int:
     parser.add_argument("--source", default="arctic", help="fold name prefix (arctic, s2)")
     args = parser.parse_args()
     from thaw_slump_mapper.analysis.evaluation import scores_from_counts
+    from thaw_slump_mapper.model.calibration import best_setting
 
     folds = {f.stem: [chip_counts(p) for p in load_predictions(f)] for f in sorted(args.recipe_folder.glob(f"{args.source}*.npz"))}
     if len(folds) < 2:
@@ -160,7 +148,7 @@ def main() -> int:
         best = max(pooled, key=lambda k: (pooled[k]["f1"], pooled[k]["recall"]))
         totals, per_fold, chosen = [0, 0, 0], [], []
         for held in folds:
-            k = calibrated_key(grid([c for f, chips in folds.items() if f != held for c in chips], family))
+            k = best_setting(grid([c for f, chips in folds.items() if f != held for c in chips], family))
             s = grid(folds[held], [k])[k]
             totals = [totals[0] + s["tp"], totals[1] + s["fp"], totals[2] + s["fn"]]
             per_fold.append(f"{s['f1']:.2f}")
