@@ -55,6 +55,9 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         # bf16 autocast over the whole network: faster where the CPU has AMX (BENCHMARKS.md)
         "new_imagenet_bf16": ("imagenet", lambda: new(precision="bf16", encoder_warmup_share=0.6)),  # as measured, beside warmup60
         # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
+        # the network's working GSD on the Sentinel-2 folds: 10 m chips seen at 5 or 3 m (slumps 2-3x larger in pixels)
+        "new_imagenet_gsd5": ("imagenet", lambda: new(gsd_m=5.0)),
+        "new_imagenet_gsd3": ("imagenet", lambda: new(gsd_m=3.0)),
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "new_bundled": ("bundled", lambda: new()),
         "new_bundled_mosaic": ("bundled", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
@@ -96,10 +99,10 @@ def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start:
     out = recipe_dir.parent / f"{recipe_dir.name}+tta_{mode}" / f"{fold}.npz"
     if not state.exists() or out.exists():
         return
-    gsd = 10.0 if fold.startswith("s2") else 3.0
+    meta = np.load(recipe_dir / f"{fold}.npz")
+    gsd = float(meta["gsd"])  # the fold model's working GSD, as trained
     ckpt = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
     ckpt.state_dict, ckpt.gsd_m = torch.load(state, weights_only=True), gsd
-    meta = np.load(recipe_dir / f"{fold}.npz")
     started = time.perf_counter()
     preds = predict_chips(ckpt, test, "cpu", tta=mode)
     _save(out, preds, gsd, float(meta["seconds"]), int(meta["steps"]))
@@ -150,10 +153,11 @@ def main() -> int:
             out = args.output / name / f"{fold}.npz"
             if out.exists():
                 continue
-            gsd = 10.0 if fold.startswith("s2") else 3.0
+            settings = make_settings()
+            gsd = settings.gsd_m or (10.0 if fold.startswith("s2") else 3.0)
             base = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
             budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
-            settings = replace(make_settings(), epochs=10_000, steps_per_epoch=50, **budget)
+            settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget)
             started = time.perf_counter()
             outcome = fit(base, train, [], settings, gsd)
             seconds = time.perf_counter() - started
