@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import statistics
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,10 +21,11 @@ BUNDLED_ARCHITECTURE = {"class": "DeepLabV3Plus", "kwargs": {"encoder_name": LIT
 IMAGENET_START = "imagenet"  # `--base imagenet`: start from ImageNet encoder weights, not a checkpoint
 
 
-def imagenet_checkpoint(bands: Sequence[str] = tuple(RGB), gsd_m: float = 3.0) -> Checkpoint:
-    """An untrained DeepLabV3+ whose encoder holds the ImageNet EfficientNet-Lite0 weights."""
+def imagenet_checkpoint(bands: Sequence[str] = tuple(RGB), gsd_m: float = 3.0, **network_kwargs: Any) -> Checkpoint:
+    """An untrained DeepLabV3+ whose encoder holds the ImageNet EfficientNet-Lite0 weights;
+    ``network_kwargs`` (``decoder_channels=128``, ...) change the bundled architecture."""
     arch = copy.deepcopy(BUNDLED_ARCHITECTURE)
-    arch["kwargs"]["in_channels"] = len(bands)
+    arch["kwargs"].update(network_kwargs, in_channels=len(bands))
     scaling = default_scaling(list(bands))
     stub = Checkpoint(architecture=arch, bands=list(bands), gsd_m=gsd_m, scaling=scaling)
     net = build_network(stub, load_weights=False)

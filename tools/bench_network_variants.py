@@ -9,30 +9,15 @@ has a 256-channel decoder, so a narrower one would mean a new bundled model. Not
 from __future__ import annotations
 
 import argparse
-import copy
+import os
 import statistics
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _variant(base: Any, **kwargs: Any) -> Any:
-    """The ImageNet-started checkpoint with other DeepLabV3+ constructor arguments."""
-    from thaw_slump_mapper.core.checkpoint import build_network, new_checkpoint
-    from thaw_slump_mapper.model.pretrained_encoder import load_lite0_imagenet
-
-    arch = copy.deepcopy(base.architecture)
-    arch["kwargs"].update(kwargs)
-    stub = copy.copy(base)
-    stub.architecture = arch
-    net = build_network(stub, load_weights=False)
-    load_lite0_imagenet(net.encoder)
-    return new_checkpoint(net, arch, base.bands, 3.0, base.scaling, tile_size=512, overlap=128, threshold=0.5,
-                          min_area_m2=3000.0, version="0", name="variant", provenance={})
 
 
 def main() -> int:
@@ -48,18 +33,19 @@ def main() -> int:
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        build_arctic_chips(Path(bt.REPO.parent / "shared" / "data" / "arctic_rts_chips"), Path(tmp) / "chips")
+        shared = Path(os.environ.get("SHARED", bt.REPO.parent / "shared"))
+        build_arctic_chips(shared / "data" / "arctic_rts_chips", Path(tmp) / "chips")
         base = imagenet_checkpoint()
         chips = load_training_chips([Path(tmp) / "chips"], base)
     recipes = bt._recipes()
     old, _ = recipes[bt.BASELINE]
     main_phase, _ = recipes["new default at crop 192: main phase"]
-    narrow = _variant(base, decoder_channels=128)
+    narrow = imagenet_checkpoint(decoder_channels=128)
     runs = {
         "baseline": (old, base),
         "default main phase, decoder 256": (main_phase, base),
         "decoder 128": (main_phase, narrow),
-        "decoder 64": (main_phase, _variant(base, decoder_channels=64)),
+        "decoder 64": (main_phase, imagenet_checkpoint(decoder_channels=64)),
         "decoder 128, 5 stages fixed": (replace(main_phase, frozen_stages=5), narrow),
         "decoder 256, bf16": (replace(main_phase, precision="bf16"), base),
     }

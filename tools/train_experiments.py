@@ -54,10 +54,10 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
         # bf16 autocast over the whole network: faster where the CPU has AMX (BENCHMARKS.md)
         "new_imagenet_bf16": ("imagenet", lambda: new(precision="bf16", encoder_warmup_share=0.6)),  # as measured, beside warmup60
-        # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         # the network's working GSD on the Sentinel-2 folds: 10 m chips seen at 5 or 3 m (slumps 2-3x larger in pixels)
         "new_imagenet_gsd5": ("imagenet", lambda: new(gsd_m=5.0)),
         "new_imagenet_gsd3": ("imagenet", lambda: new(gsd_m=3.0)),
+        # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "new_bundled": ("bundled", lambda: new()),
         "new_bundled_mosaic": ("bundled", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
