@@ -35,7 +35,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         shared = Path(os.environ.get("SHARED", bt.REPO.parent / "shared"))
         build_arctic_chips(shared / "data" / "arctic_rts_chips", Path(tmp) / "chips")
-        base = imagenet_checkpoint()
+        base = imagenet_checkpoint(decoder_channels=bt.BASELINE_DECODER_CHANNELS)
         chips = load_training_chips([Path(tmp) / "chips"], base)
     recipes = bt._recipes()
     old, _ = recipes[bt.BASELINE]

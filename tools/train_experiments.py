@@ -59,11 +59,21 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_gsd3": ("imagenet", lambda: new(gsd_m=3.0)),
         # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
+        # a narrower DeepLabV3+ decoder (NETWORK_VARIANTS): the decoder is most of a step's cost at 256 channels
+        "new_imagenet_decoder128": ("imagenet", lambda: new()),
+        "new_imagenet_decoder64": ("imagenet", lambda: new()),
         "new_bundled": ("bundled", lambda: new()),
         "new_bundled_mosaic": ("bundled", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "old_imagenet": ("imagenet", lambda: old()),
         "old_bundled": ("bundled", lambda: old()),
     }
+
+
+# Recipes that change the network itself: keyword arguments of imagenet_checkpoint (from ImageNet only).
+NETWORK_VARIANTS: Dict[str, Dict[str, Any]] = {
+    "new_imagenet_decoder128": {"decoder_channels": 128},
+    "new_imagenet_decoder64": {"decoder_channels": 64},
+}
 
 
 def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
@@ -101,7 +111,8 @@ def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start:
         return
     meta = np.load(recipe_dir / f"{fold}.npz")
     gsd = float(meta["gsd"])  # the fold model's working GSD, as trained
-    ckpt = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
+    network = NETWORK_VARIANTS.get(recipe_dir.name, {})
+    ckpt = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
     ckpt.state_dict, ckpt.gsd_m = torch.load(state, weights_only=True), gsd
     started = time.perf_counter()
     preds = predict_chips(ckpt, test, "cpu", tta=mode)
@@ -155,7 +166,8 @@ def main() -> int:
                 continue
             settings = make_settings()
             gsd = settings.gsd_m or (10.0 if fold.startswith("s2") else 3.0)
-            base = imagenet_checkpoint(gsd_m=gsd) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
+            network = NETWORK_VARIANTS.get(name, {})
+            base = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
             budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
             settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget)
             started = time.perf_counter()
