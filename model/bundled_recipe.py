@@ -17,7 +17,7 @@ from .training_settings import TrainSettings
 
 BUNDLED_CALIBRATION = (0.5, 3000.0)
 BUNDLED_GSD_M = 3.0
-BUNDLED_VERSION = "2.0.0"
+BUNDLED_VERSION = "3.0.0"  # 3.x: the 128-channel decoder (model/training_start.py)
 
 
 def bundled_settings(**overrides: Any) -> TrainSettings:

@@ -17,7 +17,13 @@ from ..core.scaling import default_scaling
 from .pretrained_encoder import LITE0_ENCODER, load_lite0_imagenet
 
 RGB = ["red", "green", "blue"]
-BUNDLED_ARCHITECTURE = {"class": "DeepLabV3Plus", "kwargs": {"encoder_name": LITE0_ENCODER, "in_channels": 3, "classes": 1}}
+# A 128-channel decoder, not smp's 256: the decoder's pointwise convolutions at 1/4 resolution were
+# most of a training step, and at equal wall clock the narrower one validated at least as well on
+# every Arctic fold (docs/TRAINING.md, "The decoder's width at equal wall clock").
+BUNDLED_ARCHITECTURE = {
+    "class": "DeepLabV3Plus",
+    "kwargs": {"encoder_name": LITE0_ENCODER, "in_channels": 3, "classes": 1, "decoder_channels": 128},
+}
 IMAGENET_START = "imagenet"  # `--base imagenet`: start from ImageNet encoder weights, not a checkpoint
 
 
