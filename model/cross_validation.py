@@ -60,10 +60,12 @@ def cross_validate(
     min_area_m2: float = 3000.0,
     progress: Optional[Progress] = None,
     device: str = "auto",
+    network_kwargs: Optional[Dict[str, Any]] = None,
 ) -> CrossValidationReport:
-    """Train k models (from ImageNet) and score each on its held-out chips."""
+    """Train k models (from ImageNet) and score each on its held-out chips; ``network_kwargs``
+    (``decoder_channels=256``, ...) change the bundled architecture for a candidate network."""
     progress = progress or Progress()
-    base = imagenet_checkpoint(gsd_m=settings.gsd_m or 3.0)
+    base = imagenet_checkpoint(gsd_m=settings.gsd_m or 3.0, **(network_kwargs or {}))
     chips = load_training_chips([chip_folder], base)
     gsd = float(settings.gsd_m or 3.0)
     folds = chip_folds(len(chips), k, settings.seed)
@@ -118,11 +120,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=CV_STEPS_PER_FOLD)
     parser.add_argument("--encoder-warmup-share", type=float, default=None,
                         help="override the recipe's share of steps on a fixed encoder (a candidate recipe)")
+    parser.add_argument("--decoder-channels", type=int, default=None,
+                        help="override the bundled network's decoder width (256: the network of v2.0.0 and before)")
     args = parser.parse_args(argv)
     overrides = {"max_steps": args.steps}
     if args.encoder_warmup_share is not None:
         overrides["encoder_warmup_share"] = args.encoder_warmup_share
-    report = cross_validate(args.chips, bundled_settings(**overrides), k=args.k,
+    network = {"decoder_channels": args.decoder_channels} if args.decoder_channels else None
+    report = cross_validate(args.chips, bundled_settings(**overrides), k=args.k, network_kwargs=network,
                             progress=Progress(lambda f, m: print(f"{f * 100:5.1f}% {m}", file=sys.stderr) if m.startswith("fold") else None))
     write_report(report, args.output)
     print(report.table())

@@ -53,6 +53,7 @@ def test_int8_probability_stays_close_to_fp32(both_precisions):
     # calibration, and the decoder kept in float, all gave 0.029-0.031). The bounds leave a
     # third of headroom over v2: a larger error means the quantisation broke, not drift. An
     # AVX2-only CPU (7-bit weights) gave mean 0.037, flips 3.5 %; with 8-bit weights 0.048, 4.8 %.
+    # Bundled v3.0.0 (128-channel decoder) on an AMD EPYC with VNNI: mean 0.031, p99 0.24, flips 3.3 %.
     assert diff.mean() <= 0.04
     assert flipped <= 0.04
 
@@ -67,6 +68,8 @@ def test_int8_polygons_match_fp32_and_the_references_alike(both_precisions):
     # asserted: int8 loses at most one match against fp32, and it reproduces most of fp32's polygons.
     # Without VNNI the weights keep 7 bits (engine/quantize.py): on an AVX2-only EPYC, 19
     # polygons against fp32's 16, 14 matched one to one (F1 0.80), fp32 4 matches, int8 4.
+    # Bundled v3.0.0 on an AMD EPYC with VNNI: fp32 5 matches of 18 polygons, int8 6 of 17,
+    # int8 against fp32 polygons F1 0.857.
     runs, references = both_precisions
     scores = {p: paper_rule_scores(runs[p][1], references) for p in runs}
     agreement = one_to_one_scores(runs["int8"][1], runs["fp32"][1])
