@@ -141,7 +141,7 @@ def _float_nodes(fp32: Path) -> List[str]:
     add error where the threshold acts).
 
     The segmentation head's convolution is quantised. In float it cost a transpose, a
-    dequantisation and a layout reorder of its 256-channel input at 1/4 resolution, 10 of
+    dequantisation and a layout reorder of its 256-channel input (v2.0.0; 128 from v3.0.0) at 1/4 resolution, 10 of
     69 ms a 512 px tile on an AVX2-only EPYC (onnxruntime's profiler). Quantised, on the 16
     real chips against fp32: mean |dp| 0.0370 against 0.0368, decision flips 3.53 % against
     3.52 %, the same 19 polygons; 15 % faster a tile (62.7 against 74.3 ms, alternating rounds).

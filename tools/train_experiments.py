@@ -62,6 +62,9 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         # a narrower DeepLabV3+ decoder (NETWORK_VARIANTS): the decoder is most of a step's cost at 256 channels
         "new_imagenet_decoder128": ("imagenet", lambda: new()),
         "new_imagenet_decoder64": ("imagenet", lambda: new()),
+        # bf16 autocast on the 128-channel decoder (v3.0.0's network), and with one more encoder stage fixed
+        "new_imagenet_decoder128_bf16": ("imagenet", lambda: new(precision="bf16")),
+        "new_imagenet_decoder128_bf16_frozen3": ("imagenet", lambda: new(precision="bf16", frozen_stages=3)),
         "new_bundled": ("bundled", lambda: new()),
         "new_bundled_mosaic": ("bundled", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
         "old_imagenet": ("imagenet", lambda: old()),
@@ -73,6 +76,8 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
 NETWORK_VARIANTS: Dict[str, Dict[str, Any]] = {
     "new_imagenet_decoder128": {"decoder_channels": 128},
     "new_imagenet_decoder64": {"decoder_channels": 64},
+    "new_imagenet_decoder128_bf16": {"decoder_channels": 128},
+    "new_imagenet_decoder128_bf16_frozen3": {"decoder_channels": 128},
 }
 
 
