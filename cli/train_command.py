@@ -51,8 +51,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=None,
-        help="numeric precision of training (default auto: fp32 on a CPU, bf16 or fp16 on CUDA; "
-        "bf16 makes more steps on CPUs with AMX but trained no better in the same time, docs/TRAINING.md)",
+        help="numeric precision of training (default auto: bf16 on a CPU with bf16 kernels, else fp32; bf16 or fp16 on CUDA; "
+        "bf16-decoder: the decoder alone in bf16, docs/TRAINING.md)",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")

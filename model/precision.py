@@ -1,11 +1,12 @@
 """Numeric precision and memory layout for training: make the CPU (or GPU) work for us.
 
 On these machines (AMD EPYC with avx512_bf16) the network's forward and backward pass is
-nearly all of a training step. The channels_last layout is what pays on the CPU; bfloat16
+nearly all of a training step. The channels_last layout is what pays on the CPU. bfloat16
 autocast (around the network only: loss and augmentation stay float32, which also avoids
-numpy's "unsupported ScalarType BFloat16") is available as ``precision="bf16"`` but measured
-slower than fp32 channels_last for this network; "bf16-decoder" (the decoder and head alone in
-bf16) is faster but validated worse, so it is selectable, not the default (docs/TRAINING.md).
+numpy's "unsupported ScalarType BFloat16") is the CPU default where the CPU has bf16 kernels
+(avx512_bf16 or AMX) since the 128-channel decoder: faster, and at equal wall clock it validated
+better on every Arctic fold (docs/TRAINING.md); fp32 elsewhere. "bf16-decoder" (the decoder and
+head alone in bf16) validated worse, so it is selectable, not the default.
 On CUDA, float16 autocast with a gradient scaler (bfloat16 where the GPU supports it).
 """
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Precision:
 
 
 def choose_precision(device: str, requested: str = "auto") -> Precision:
-    """``auto``: fp32 on the CPU (measured, see below), bf16/fp16 on CUDA."""
+    """``auto``: bf16 on a CPU with bf16 kernels, else fp32 (measured, see below); bf16/fp16 on CUDA."""
     from ..core.errors import UserError
 
     requested = (requested or "auto").lower()
@@ -110,7 +111,14 @@ def choose_precision(device: str, requested: str = "auto") -> Precision:
         # depthwise convolutions are bound by memory traffic, not by the matrix units bf16 speeds
         # up. The decoder alone in bf16 ("bf16-decoder") is 1.2x faster at 256 px, but in the
         # same 90 s from the bundled model it validated worse on both folds tried (pixel IoU
-        # 0.166 / 0.148 against fp32's 0.232 / 0.264, docs/TRAINING.md), so fp32 stays the default.
-        requested = "fp32"
+        # 0.166 / 0.148 against fp32's 0.232 / 0.264, docs/TRAINING.md).
+        # Session 13 (2026-12-07), the same CPU family, the 128-channel decoder of v3.0.0 and the
+        # dilated depthwise backward of model/dilated_depthwise.py: the whole network in bf16 now
+        # wins, 0.403 against 0.498 s a step at 192 px (BENCHMARKS.md), and in 3 minutes a fold
+        # from ImageNet it validated higher on all four Arctic folds (pixel IoU 0.446 / 0.445 /
+        # 0.237 / 0.346 against 0.400 / 0.401 / 0.203 / 0.306; 6 of 23 slumps either way). On an
+        # Intel Xeon with AMX (session 8, 256-channel decoder) bf16 was faster and level. CPUs
+        # without bf16 kernels emulate it slowly: fp32 there.
+        requested = "bf16" if cpu_has_bf16() else "fp32"
     # channels_last is what oneDNN's convolution kernels want, in fp32 and bf16 alike.
     return Precision("cpu", requested, channels_last=True)

@@ -70,8 +70,9 @@ from .training_steps import (
 # The default fine-tune: chosen by measurement (docs/TRAINING.md), bounded by the wall clock so it
 # finishes within 30 minutes on a 2-core CPU, loading and calibration included.
 def fine_tune_settings(**overrides: Any) -> TrainSettings:
-    """Defaults for users: whole-chip crops (a slump plus its context), fp32 on the CPU (bf16 measured
-    no better there, docs/TRAINING.md), light augmentation in the hot path; on CUDA a larger batch, the same schedule by epochs."""
+    """Defaults for users: whole-chip crops (a slump plus its context), bf16 on a CPU with bf16 kernels
+    and fp32 on others (choose_precision, docs/TRAINING.md), light augmentation in the hot path; on CUDA
+    a larger batch, the same schedule by epochs."""
     base = TrainSettings(
         epochs=FINE_TUNE_EPOCHS, learning_rate=FINE_TUNE_LEARNING_RATE, batch_size=FINE_TUNE_BATCH_CPU,
         crop_size=FINE_TUNE_CROP_PX, max_minutes=FINE_TUNE_MINUTES_CPU,

@@ -26,7 +26,7 @@ class TrainSettings:
     gsd_m: Optional[float] = None  # default: the median GSD of the chips
     calibrate: bool = True  # tune threshold and minimum area on the validation chips
     calibration_chips: int = 80
-    precision: str = "auto"  # auto: fp32 on the CPU, bf16 or fp16 on CUDA (model/precision.py choose_precision)
+    precision: str = "auto"  # auto: bf16 on a CPU with bf16 kernels, else fp32; bf16 or fp16 on CUDA (model/precision.py choose_precision)
     frozen_stages: int = 0  # encoder stem + this many first stages kept fixed (see freeze_early_stages)
     encoder_warmup_share: float = 0.0  # share of the run with the whole encoder fixed (see freeze_whole_encoder)
     validate_every_s: Optional[float] = None  # None: after every epoch; else at most this often (and at the end)
