@@ -59,7 +59,9 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_gsd3": ("imagenet", lambda: new(gsd_m=3.0)),
         # chips exported around slumps put them in the middle; 2x2 mosaics move them anywhere
         "new_imagenet_mosaic": ("imagenet", lambda: new(augment=replace(new().augment, mosaic_prob=0.5))),
-        # a narrower DeepLabV3+ decoder (NETWORK_VARIANTS): the decoder is most of a step's cost at 256 channels
+        # the DeepLabV3+ decoder's width (NETWORK_VARIANTS): 256 was the bundled network until v3.0.0
+        # (session 13 ran that row as new_imagenet, which builds the bundled network of the day)
+        "new_imagenet_decoder256": ("imagenet", lambda: new()),
         "new_imagenet_decoder128": ("imagenet", lambda: new()),
         "new_imagenet_decoder64": ("imagenet", lambda: new()),
         # bf16 autocast on the 128-channel decoder (v3.0.0's network), and with one more encoder stage fixed
@@ -74,6 +76,7 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
 
 # Recipes that change the network itself: keyword arguments of imagenet_checkpoint (from ImageNet only).
 NETWORK_VARIANTS: Dict[str, Dict[str, Any]] = {
+    "new_imagenet_decoder256": {"decoder_channels": 256},
     "new_imagenet_decoder128": {"decoder_channels": 128},
     "new_imagenet_decoder64": {"decoder_channels": 64},
     "new_imagenet_decoder128_bf16": {"decoder_channels": 128},
