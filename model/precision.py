@@ -113,7 +113,7 @@ def choose_precision(device: str, requested: str = "auto") -> Precision:
         # same 90 s from the bundled model it validated worse on both folds tried (pixel IoU
         # 0.166 / 0.148 against fp32's 0.232 / 0.264, docs/TRAINING.md).
         # Session 13 (2026-12-07), the same CPU family, the 128-channel decoder of v3.0.0 and the
-        # dilated depthwise backward of model/dilated_depthwise.py: the whole network in bf16 now
+        # dilated depthwise backward of model/fast_depthwise.py: the whole network in bf16 now
         # wins, 0.403 against 0.498 s a step at 192 px (BENCHMARKS.md), and in 3 minutes a fold
         # from ImageNet it validated higher on all four Arctic folds (pixel IoU 0.446 / 0.445 /
         # 0.237 / 0.346 against 0.400 / 0.401 / 0.203 / 0.306; 6 of 23 slumps either way). On an

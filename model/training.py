@@ -31,8 +31,8 @@ from ..core.progress import Progress
 from .augment import AugmentSettings
 from .batch_prefetch import BatchPrefetcher, prefetch_pays, prefetch_workers
 from .calibration import calibrate_on_chips
-from .dilated_depthwise import use_fast_depthwise_backward
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
+from .fast_depthwise import use_fast_depthwise_backward
 from .fine_tune_defaults import (
     FINE_TUNE_BATCH_CPU,
     FINE_TUNE_BATCH_CUDA,

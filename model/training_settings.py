@@ -32,7 +32,7 @@ class TrainSettings:
     validate_every_s: Optional[float] = None  # None: after every epoch; else at most this often (and at the end)
     prefetch: Optional[bool] = None  # batches from a background thread; None: where a core is free for it (prefetch_pays)
     prefetch_workers: Optional[int] = None  # batch threads when prefetching; None: by device and free cores (prefetch_workers)
-    fast_depthwise_backward: bool = True  # CPU: the dilated depthwise convolutions' faster backward (model/dilated_depthwise.py)
+    fast_depthwise_backward: bool = True  # CPU: the depthwise convolutions' faster backward (model/fast_depthwise.py)
     loss: str = "bce_dice"  # see model/losses.py LOSSES
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 

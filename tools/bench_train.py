@@ -76,7 +76,7 @@ def _time_steps(settings, encoder_fixed: bool, chips, base, gsd: float, steps: i
 
     from thaw_slump_mapper.core.checkpoint import build_network
     from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher, prefetch_pays
-    from thaw_slump_mapper.model.dilated_depthwise import use_fast_depthwise_backward
+    from thaw_slump_mapper.model.fast_depthwise import use_fast_depthwise_backward
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import Precision, choose_precision
     from thaw_slump_mapper.model.training_steps import batch_maker, freeze_early_stages, freeze_whole_encoder, train_mode, train_step

@@ -1,12 +1,13 @@
-"""The dilated depthwise convolutions' faster backward (model/dilated_depthwise.py): the same
-gradients as PyTorch's own kernel on the real network, and nothing else changed."""
+"""The depthwise convolutions' faster backward (model/fast_depthwise.py): the same gradients
+as PyTorch's own kernels on the real network and on every geometry it takes (dilated, strided,
+5 x 5, taps in the padding), and nothing else changed."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from thaw_slump_mapper.core.checkpoint import build_network, bundled_checkpoint_path, load_checkpoint
-from thaw_slump_mapper.model.dilated_depthwise import is_dilated_depthwise, use_fast_depthwise_backward
+from thaw_slump_mapper.model.fast_depthwise import has_slow_cpu_backward, use_fast_depthwise_backward
 from thaw_slump_mapper.model.precision import choose_precision
 from thaw_slump_mapper.model.training_steps import freeze_early_stages, freeze_whole_encoder, train_mode
 
@@ -22,12 +23,13 @@ def _pair():
 
 
 def test_gradients_equal_pytorchs_on_the_bundled_network():
-    """Every trainable weight's gradient, through the encoder's dilated stages and the ASPP,
-    matches PyTorch's kernel to float rounding; the loss is the same number."""
+    """Every trainable weight's gradient, through the encoder's strided, 5 x 5 and dilated
+    depthwise layers and the ASPP, matches PyTorch's kernels to float rounding; the loss is the
+    same number."""
     plain, fast, precision = _pair()
     # the DeepLabV3+ lite0 at output stride 16: 5 dilated depthwise convolutions in the last
-    # two encoder stages and 3 in the ASPP
-    assert use_fast_depthwise_backward(fast) == 8
+    # two encoder stages and 3 in the ASPP, 3 strided ones (stages 2-4 begin), 4 more 5 x 5
+    assert use_fast_depthwise_backward(fast) == 15
     assert use_fast_depthwise_backward(fast) == 0  # once only
     x = precision.prepare_input(torch.from_numpy(np.random.default_rng(3).normal(size=(2, 3, 96, 96)).astype(np.float32)))
     grads = []
@@ -39,15 +41,16 @@ def test_gradients_equal_pytorchs_on_the_bundled_network():
     (loss_plain, g_plain), (loss_fast, g_fast) = grads
     assert loss_plain == loss_fast
     assert g_plain.keys() == g_fast.keys()
-    dilated = {f"{n}.weight" for n, m in plain.named_modules() if is_dilated_depthwise(m)}
-    assert len(dilated) == 8 and dilated <= g_fast.keys()
+    rewritten = {f"{n}.weight" for n, m in plain.named_modules() if has_slow_cpu_backward(m)}
+    # the stride-2 layer of stage 2 lies in the fixed encoder stem + 2 stages: no gradient
+    assert len(rewritten) == 15 and len(rewritten & g_fast.keys()) == 14
     # float rounding in a different summation order; gradients that are zero in exact
     # arithmetic (a batch norm's bias ahead of another batch norm) differ at 1e-7
     largest = max(float(g.abs().max()) for g in g_plain.values())
     for name in g_plain:
         torch.testing.assert_close(g_fast[name], g_plain[name], rtol=1e-3, atol=1e-5 * largest, msg=name)
-    largest_dilated = max(float(g_plain[n].abs().max()) for n in dilated)
-    assert largest_dilated > 1e-3 * largest  # the rewritten layers do get real gradients
+    largest_rewritten = max(float(g_plain[n].abs().max()) for n in rewritten & g_plain.keys())
+    assert largest_rewritten > 1e-3 * largest  # the rewritten layers do get real gradients
 
 
 def test_state_dict_inference_and_the_traced_warmup_encoder_are_untouched():
@@ -82,30 +85,38 @@ def test_bf16_autocast_backward_runs_and_follows_pytorchs():
             precision.logits(net, x).float().square().mean().backward()
             grads.append({n: p.grad for n, p in net.named_parameters() if p.grad is not None})
         assert grads[0].keys() == grads[1].keys()
-        dilated = [f"{n}.weight" for n, m in plain.named_modules() if is_dilated_depthwise(m)]
-        for n in dilated:
+        rewritten = [f"{n}.weight" for n, m in plain.named_modules() if has_slow_cpu_backward(m) and f"{n}.weight" in grads[0]]
+        assert len(rewritten) == 14
+        for n in rewritten:
             a, b = grads[0][n].flatten(), grads[1][n].flatten()
             assert b.dtype == torch.float32 and bool(torch.isfinite(b).all())
             assert float(torch.nn.functional.cosine_similarity(a, b, dim=0)) > 0.98, (name, n)
 
 
-def test_weight_gradient_by_taps_equals_pytorchs_kernel_including_taps_in_the_padding():
-    from thaw_slump_mapper.model.dilated_depthwise import _depthwise, _weight_gradient
+def test_both_gradients_equal_pytorchs_kernels_on_every_geometry():
+    """Strided, dilated, 5 x 5, odd map sizes the stride does not divide (the forward's floor
+    drops edge pixels), and maps narrower than some taps' offsets (those taps read only padding
+    and must come out 0); the forward too, including where only the centre tap sees the map."""
+    from thaw_slump_mapper.model.fast_depthwise import _depthwise, _input_gradient, _weight_gradient
 
     rng = np.random.default_rng(5)
-    # maps narrower than some taps' offsets (those read only padding and must come out 0)
-    for shape, kernel, dilation in (((2, 8, 7, 11), 3, (2, 5)), ((3, 4, 9, 5), 5, (4, 1)), ((1, 6, 6, 6), 3, (12, 12))):
-        x = torch.from_numpy(rng.normal(size=shape).astype(np.float32)).contiguous(memory_format=torch.channels_last)
-        grad = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
-        weight = torch.zeros(shape[1], 1, kernel, kernel)
+    # (input shape, kernel, stride, dilation)
+    cases = (((2, 8, 7, 11), 3, (1, 1), (2, 5)), ((3, 4, 9, 5), 5, (1, 1), (4, 1)), ((1, 6, 6, 6), 3, (1, 1), (12, 12)),
+             ((2, 5, 12, 12), 5, (2, 2), (1, 1)), ((2, 5, 13, 11), 3, (2, 2), (1, 1)), ((1, 3, 9, 10), 5, (2, 2), (2, 2)),
+             ((2, 4, 8, 8), 5, (1, 1), (1, 1)))
+    for shape, kernel, stride, dilation in cases:
+        channels = shape[1]
         padding = (kernel // 2 * dilation[0], kernel // 2 * dilation[1])
-        expected = torch.ops.aten.convolution_backward(grad, x, weight, None, [1, 1], list(padding), list(dilation), False, [0, 0],
-                                                       shape[1], [False, True, False])[1]
-        got = _weight_gradient(grad, x, kernel, padding, dilation)
-        assert got.shape == expected.shape
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-        assert float(expected.abs().max()) > 0.1
-        # the forward too, where only the centre tap sees the map (the last case)
-        weight = torch.from_numpy(rng.normal(size=weight.shape).astype(np.float32))
-        torch.testing.assert_close(_depthwise(x, weight, padding, dilation),
-                                   torch.nn.functional.conv2d(x, weight, None, 1, padding, dilation, shape[1]), rtol=1e-4, atol=1e-5)
+        x = torch.from_numpy(rng.normal(size=shape).astype(np.float32)).contiguous(memory_format=torch.channels_last)
+        weight = torch.from_numpy(rng.normal(size=(channels, 1, kernel, kernel)).astype(np.float32))
+        y = torch.nn.functional.conv2d(x, weight, None, stride, padding, dilation, channels)
+        torch.testing.assert_close(_depthwise(x, weight, stride, padding, dilation), y, rtol=1e-4, atol=1e-5)
+        grad = torch.from_numpy(rng.normal(size=y.shape).astype(np.float32))
+        expected_x, expected_w, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, list(stride), list(padding),
+                                                                        list(dilation), False, [0, 0], channels, [True, True, False])
+        got_x = _input_gradient(grad, weight, tuple(shape[-2:]), stride, padding, dilation)
+        got_w = _weight_gradient(grad, x, kernel, stride, padding, dilation)
+        assert got_x.shape == expected_x.shape and got_w.shape == expected_w.shape, (shape, kernel, stride, dilation)
+        torch.testing.assert_close(got_x, expected_x, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got_w, expected_w, rtol=1e-4, atol=1e-4)
+        assert float(expected_w.abs().max()) > 0.1 and float(expected_x.abs().max()) > 0.1
