@@ -149,7 +149,7 @@ def main() -> int:
         f"(baseline: {BASELINE_DECODER_CHANNELS}, the bundled network of its day), 16 real Arctic chips at 3 m. "
         f"New default here: {choose_precision('cpu').name}, channels_last, batches "
         f"{'prefetched' if prefetch_pays('cpu', torch.get_num_threads()) else 'built inline (no core free for a batch thread)'}, "
-        f"the dilated depthwise convolutions' fast backward; "
+        f"the depthwise convolutions' fast backward (model/fast_depthwise.py); "
         + (f"the first {new.encoder_warmup_share:.0%} of the run with the whole encoder fixed, then the stem + {new.frozen_stages} stages fixed."
            if new.encoder_warmup_share > 0 else
            f"the encoder trains from the first step with its stem + {new.frozen_stages} stages fixed (no encoder warm-up: "
