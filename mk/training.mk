@@ -23,4 +23,4 @@ cross-validate: chips
 # Training throughput: the default recipe against the recipe of 2026-11-25, one process (BENCHMARKS.md)
 .PHONY: bench-train
 bench-train: setup
-	$(PY) tools/bench_train.py --rounds 3 --steps 6 --output BENCHMARKS.md
+	$(PY) tools/bench_train.py --rounds 5 --steps 6 --output BENCHMARKS.md

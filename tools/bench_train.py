@@ -15,7 +15,7 @@ Rounds alternate (baseline, new, new-at-own-size, baseline, ...) because these m
 noisy, and each figure is the median over its rounds. Results go to BENCHMARKS.md between
 markers.
 
-  .venv/bin/python tools/bench_train.py --rounds 3 --steps 6 --output BENCHMARKS.md
+  .venv/bin/python tools/bench_train.py --rounds 5 --steps 6 --output BENCHMARKS.md
 """
 from __future__ import annotations
 
