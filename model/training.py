@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.checkpoint import Checkpoint, build_network, save_checkpoint
+from ..core.checkpoint import Checkpoint, save_checkpoint
 from ..core.chip_format import LoadedChip, read_manifest
 from ..core.devices import resolve_device
 from ..core.errors import UserError
@@ -32,7 +32,6 @@ from .augment import AugmentSettings
 from .batch_prefetch import BatchPrefetcher, prefetch_pays, prefetch_workers
 from .calibration import calibrate_on_chips
 from .early_stopping import BestWeights, StateDict, cancel_keeping_best, cancelled_best_path
-from .fast_depthwise import use_fast_depthwise_backward
 from .fine_tune_defaults import (
     FINE_TUNE_BATCH_CPU,
     FINE_TUNE_BATCH_CUDA,
@@ -55,7 +54,6 @@ from .training_steps import (
     batch_maker,
     effective_crop_size,
     evaluate_pixels,
-    freeze_early_stages,
     freeze_whole_encoder,
     in_encoder_warmup,
     release_encoder,
@@ -64,6 +62,7 @@ from .training_steps import (
     time_left,
     train_mode,
     train_step,
+    training_network,
 )
 
 
@@ -172,10 +171,7 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
     rng = np.random.default_rng(settings.seed)
     device = resolve_device(settings.device)
     precision = choose_precision(device, settings.precision)
-    net = precision.prepare_network(build_network(base).to(device))
-    freeze_early_stages(net, settings.frozen_stages)
-    if device == "cpu" and settings.fast_depthwise_backward:
-        use_fast_depthwise_backward(net)
+    net = training_network(base, settings, precision, device)
     # the optimiser holds every weight that trains at some point; during the encoder warm-up
     # the encoder's have no gradient, and AdamW leaves them (and their moments) untouched
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=settings.learning_rate,

@@ -9,8 +9,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..core.checkpoint import Checkpoint, build_network
 from ..core.chip_format import MASK_IGNORE, MASK_SLUMP, LoadedChip
 from .augment import normalise, pad_to, render_chip, training_sample
+from .fast_depthwise import use_fast_depthwise_backward
 from .losses import bce_dice_loss
 from .precision import Precision, choose_precision
 from .training_settings import TrainSettings
@@ -78,6 +80,17 @@ def freeze_early_stages(net, stages: int) -> int:
             parameter.requires_grad_(False)
             frozen += parameter.numel()
     return frozen
+
+
+def training_network(base: Checkpoint, settings: TrainSettings, precision: Precision, device: str = "cpu") -> Any:
+    """The base checkpoint's network as training runs it: on ``device`` in the precision's
+    layout, the recipe's early encoder stages fixed, and on the CPU the fast depthwise backward
+    where the recipe asks for it (model/fast_depthwise.py)."""
+    net = precision.prepare_network(build_network(base).to(device))
+    freeze_early_stages(net, settings.frozen_stages)
+    if device == "cpu" and settings.fast_depthwise_backward:
+        use_fast_depthwise_backward(net)
+    return net
 
 
 ENCODER_WARMUP_ATTRIBUTE = "_thaw_slump_encoder_warmup"

@@ -74,20 +74,15 @@ def _time_steps(settings, encoder_fixed: bool, chips, base, gsd: float, steps: i
     """Seconds per step after two warm-up steps (oneDNN picks kernels on first use)."""
     import torch
 
-    from thaw_slump_mapper.core.checkpoint import build_network
     from thaw_slump_mapper.model.batch_prefetch import BatchPrefetcher, prefetch_pays
-    from thaw_slump_mapper.model.fast_depthwise import use_fast_depthwise_backward
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import Precision, choose_precision
-    from thaw_slump_mapper.model.training_steps import batch_maker, freeze_early_stages, freeze_whole_encoder, train_mode, train_step
+    from thaw_slump_mapper.model.training_steps import batch_maker, freeze_whole_encoder, train_mode, train_step, training_network
 
     # the baseline as it ran before this benchmark: fp32 in the default (contiguous) layout
     contiguous = settings.precision == "fp32_contiguous"
     precision = Precision("cpu", "fp32", channels_last=False) if contiguous else choose_precision("cpu", settings.precision)
-    net = precision.prepare_network(build_network(base))
-    freeze_early_stages(net, settings.frozen_stages)
-    if settings.fast_depthwise_backward:
-        use_fast_depthwise_backward(net)
+    net = training_network(base, settings, precision)
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     if encoder_fixed:
         freeze_whole_encoder(net)

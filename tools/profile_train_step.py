@@ -29,22 +29,20 @@ def main() -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from thaw_slump_mapper.core.checkpoint import build_network
-    from thaw_slump_mapper.model.fast_depthwise import use_fast_depthwise_backward
+    from thaw_slump_mapper.model.fast_depthwise import FAST_BACKWARD_ATTRIBUTE
     from thaw_slump_mapper.model.losses import loss_function
     from thaw_slump_mapper.model.precision import choose_precision
     from thaw_slump_mapper.model.training import fine_tune_settings
     from thaw_slump_mapper.model.training_start import imagenet_checkpoint, load_training_chips
-    from thaw_slump_mapper.model.training_steps import batch_maker, freeze_early_stages, train_mode, train_step
+    from thaw_slump_mapper.model.training_steps import batch_maker, train_mode, train_step, training_network
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     settings = replace(fine_tune_settings(), crop_size=args.crop)
     base = imagenet_checkpoint()
     chips = load_training_chips([args.chips], base)
     precision = choose_precision("cpu", settings.precision)
-    net = precision.prepare_network(build_network(base))
-    freeze_early_stages(net, settings.frozen_stages)
-    routed = 0 if args.plain_depthwise else use_fast_depthwise_backward(net)
+    net = training_network(base, replace(settings, fast_depthwise_backward=not args.plain_depthwise), precision)
+    routed = sum(bool(getattr(m, FAST_BACKWARD_ATTRIBUTE, False)) for m in net.modules())
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     train_mode(net)
     make_batch = batch_maker(chips, 3.0, base.scaling, settings, np.random.default_rng(0))
