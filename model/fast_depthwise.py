@@ -16,7 +16,7 @@ This module computes both gradients from fast primitives, exactly up to float ro
   * weight gradient = for each kernel tap, the sum over batch and pixels of the output gradient
     times the input shifted by the tap's offset, summed only where the shifted input lies inside
     the map: 3-5 ms for a 5 x 5 layer. No padded copy of the input is made (padding the
-    320-channel ASPP input by 36 px cost 7 ms a step in zero fills), border taps multiply
+    320-channel ASPP input by 24 and 36 px cost 7 and 14 ms a step in zero fills), border taps multiply
     smaller blocks, and taps that only ever read padding (the ASPP's dilations 12-36 on a
     12 x 12 map) are skipped;
   * where only the centre tap sees the map (those ASPP layers), the convolution is the centre
