@@ -18,7 +18,7 @@ FINE_TUNE_FROZEN_STAGES = 2  # encoder stem + stages 1-2 (1/2 and 1/4 resolution
 # about 40 % of a full one, but at equal wall clock the runs that spent 60 % or 90 % of their time
 # in it ended with worse held-out pixel IoU and F1 on the Arctic folds than runs that trained the
 # encoder from the first step (docs/TRAINING.md, "The encoder warm-up at equal wall clock").
-# encoder_warmup_share stays a setting; the bundled recipe (model/bundled_recipe.py) keeps its own.
+# encoder_warmup_share stays a setting; the bundled recipe (model/bundled_recipe.py) dropped its 75 % in v3.1.0.
 FINE_TUNE_ENCODER_WARMUP_SHARE = 0.0
 FINE_TUNE_VALIDATE_EVERY_S_CPU = 120.0  # validation costs steps; score at most every 2 min (and at the end)
 FINE_TUNE_VALIDATE_EVERY_S_CUDA = 30.0
