@@ -64,6 +64,7 @@ from .training_steps import (
     train_step,
     training_network,
 )
+from .weight_averaging import WeightAverage
 
 
 # The default fine-tune: chosen by measurement (docs/TRAINING.md), bounded by the wall clock so it
@@ -134,6 +135,8 @@ class TrainingRun:
     budget_s: Optional[float]
     make_batch: Callable[[], Batch]
     prefetcher: Optional[BatchPrefetcher] = None
+    average: Optional[WeightAverage] = None  # with weight_average_span: the weights validated and kept
+    step_observers: Sequence[Callable[[Any], None]] = ()  # called with the network after every step
     step: int = 0
     losses: List[float] = field(default_factory=list)
 
@@ -146,6 +149,9 @@ class TrainingRun:
         return max(fraction, elapsed_s / self.budget_s) if self.budget_s else fraction
 
     def snapshot(self) -> StateDict:
+        """The weights this run validates and keeps: the averaged ones when it averages."""
+        if self.average is not None:
+            return self.average.snapshot()
         return {k: v.detach().cpu().clone().contiguous() for k, v in self.net.state_dict().items()}
 
     def as_checkpoint(self, state: StateDict) -> Checkpoint:
@@ -161,7 +167,7 @@ class TrainingRun:
 
 
 def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSettings, gsd_m: float,
-              started: float) -> TrainingRun:
+              started: float, step_observers: Sequence[Callable[[Any], None]] = ()) -> TrainingRun:
     """Seed, build the network and optimiser, and size the schedule (in this order: the seeds
     decide the initial weights of new layers and the batches)."""
     import torch
@@ -199,7 +205,8 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
         net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision, loss_fn=loss_function(settings.loss),
         device=device, settings=settings, base=base, gsd_m=gsd_m, started=started, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, budget_s=settings.max_minutes * 60.0 if settings.max_minutes else None, make_batch=make_batch,
-        prefetcher=prefetcher,
+        prefetcher=prefetcher, step_observers=step_observers,
+        average=WeightAverage(net, settings.weight_average_span) if settings.weight_average_span else None,
     )
 
 
@@ -211,6 +218,10 @@ def train_one_step(run: TrainingRun, fraction: float) -> None:
     batch_x, batch_y = run.next_batch()
     run.losses.append(train_step(run.net, run.optimiser, run.scaler, run.precision, run.loss_fn, batch_x, batch_y, run.device))
     run.step += 1
+    if run.average is not None:
+        run.average.update(run.net)
+    for observe in run.step_observers:
+        observe(run.net)
 
 
 def train_epoch(run: TrainingRun, epoch: int, progress: Progress, best: BestWeights, cancelled_path: Optional[Path]) -> None:
@@ -235,7 +246,11 @@ def validate_epoch(run: TrainingRun, epoch: int, val_chips: List[LoadedChip], be
     record = {"epoch": epoch + 1, "step": run.step, "train_loss": float(np.mean(recent)) if run.losses else float("nan"),
               "elapsed_s": round(time.perf_counter() - run.started, 1)}
     if val_chips:
-        record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
+        if run.average is not None:
+            with run.average.swapped_in(run.net):
+                record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
+        else:
+            record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
         best.update(record, run.snapshot)
     return record
 
@@ -277,11 +292,13 @@ def fit(
     progress: Optional[Progress] = None,
     cancelled_path: Optional[Path] = None,
     started: Optional[float] = None,
+    step_observers: Sequence[Callable[[Any], None]] = (),
 ) -> FitOutcome:
-    """Train ``base`` on the chips; returns the best checkpoint (validation IoU) or the last."""
+    """Train ``base`` on the chips; returns the best checkpoint (validation IoU) or the last.
+    ``step_observers`` see the network after every step (experiments average weights with them)."""
     progress = progress or Progress()
     started = time.perf_counter() if started is None else started
-    run = start_run(base, train_chips, settings, gsd_m, started)
+    run = start_run(base, train_chips, settings, gsd_m, started, step_observers)
     best = BestWeights(patience=settings.patience)
     history: List[Dict[str, float]] = []
     stopped = "epochs done"

@@ -33,6 +33,7 @@ class TrainSettings:
     prefetch: Optional[bool] = None  # batches from a background thread; None: where a core is free for it (prefetch_pays)
     prefetch_workers: Optional[int] = None  # batch threads when prefetching; None: by device and free cores (prefetch_workers)
     fast_depthwise_backward: bool = True  # CPU: the depthwise convolutions' faster backward (model/fast_depthwise.py)
+    weight_average_span: float = 0.0  # > 0: validate and keep an average of the weights over about this share of the run
     loss: str = "bce_dice"  # see model/losses.py LOSSES
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 

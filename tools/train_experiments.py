@@ -15,6 +15,7 @@ and calibration can be compared afterwards on the same predictions.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -109,6 +110,21 @@ def _save(out: Path, preds: list, gsd: float, seconds: float, steps: int) -> Non
                         gsd=gsd, seconds=seconds, steps=steps, n=len(preds))
 
 
+class AverageObserver:
+    """A moving average of the weights that watches a run without changing it."""
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self.average: Any = None
+
+    def __call__(self, net: Any) -> None:
+        from thaw_slump_mapper.model.weight_averaging import WeightAverage
+
+        if self.average is None:  # first seen after step 1, which the first update replaces almost whole
+            self.average = WeightAverage(net, self.span)
+        self.average.update(net)
+
+
 def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start: str) -> None:
     """The fold's stored model again, predicting with test-time augmentation (a recipe of its own)."""
     import torch
@@ -140,6 +156,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="train each fold for this wall clock instead of --steps (equal time, not equal work)")
     parser.add_argument("--output", type=Path, default=REPO / "out" / "experiments")
+    parser.add_argument("--weight-averages", nargs="*", type=float, default=[],
+                        help="also predict with moving averages of the weights over these shares of the run, from the "
+                             "same runs (stored as <recipe>@avg<span>)")
     parser.add_argument("--tta", nargs="*", default=[], help="re-predict the stored fold models with these TTA modes (flip2, d4)")
     args = parser.parse_args()
     import torch
@@ -182,13 +201,19 @@ def main() -> int:
             base = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
             budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
             settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget)
+            observers = [AverageObserver(span) for span in args.weight_averages]
             started = time.perf_counter()
-            outcome = fit(base, train, [], settings, gsd)
+            outcome = fit(base, train, [], settings, gsd, step_observers=observers)
             seconds = time.perf_counter() - started
             preds = predict_chips(outcome.checkpoint, test, "cpu")
             _save(out, preds, gsd, seconds, outcome.steps)
             print(f"{name} {fold}: {outcome.steps} steps in {seconds:.0f} s", file=sys.stderr, flush=True)
             torch.save(outcome.checkpoint.state_dict, out.with_suffix(".state.pt"))
+            for observer in observers:  # the same run's averaged weights, a recipe of their own
+                averaged = copy.copy(outcome.checkpoint)
+                averaged.state_dict = observer.average.snapshot()
+                _save(args.output / f"{name}@avg{observer.span:g}" / f"{fold}.npz", predict_chips(averaged, test, "cpu"),
+                      gsd, seconds, outcome.steps)
     json.dump({"recipes": args.recipes, "steps": args.steps, "minutes": args.minutes}, open(args.output / "last_run.json", "w"))
     return 0
 
