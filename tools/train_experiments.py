@@ -41,8 +41,20 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         return replace(new(), precision="fp32", prefetch=False, crop_size=192, learning_rate=5e-4, warmup_steps=20, frozen_stages=0,
                        augment=AugmentSettings(degrade_prob=0.1, degrade_max_gsd=0.0, mosaic_prob=0.0), **kw)
 
+    def bundled(**kw: Any):
+        from thaw_slump_mapper.model.bundled_recipe import bundled_settings
+
+        return replace(bundled_settings(), **kw)
+
     return {
         "new_imagenet": ("imagenet", lambda: new()),
+        # the bundled model's recipe (fp32, crop 224, resolution imitation, mosaics) on the fold's chips;
+        # run it with --steps 800, its own length
+        "bundled_recipe": ("imagenet", lambda: bundled()),
+        # the default fine-tune from the fold's own bundled_recipe model (run that first on the fold's
+        # arctic twin), on the *_10m folds: at the chips' 10 m against at the base's 3 m
+        "finetune_fold_base_chips_gsd": ("fold_base", lambda: new()),
+        "finetune_fold_base_base_gsd": ("fold_base", lambda: new(gsd_m=3.0)),
         # the same recipe as new_imagenet since session 8 made no warm-up the default; kept by name
         # because the commands in docs/TRAINING.md name it
         "new_imagenet_no_warmup": ("imagenet", lambda: new(encoder_warmup_share=0.0)),
@@ -89,6 +101,26 @@ NETWORK_VARIANTS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def coarsened(chip: Any, factor: int) -> Any:
+    """The chip as a coarser sensor would see it: band means over factor x factor blocks (valid
+    only where the whole block is), the slump label where at least half the block is slump, and
+    ignored where at least half is ignored. Truth known, so a 10 m source built from the 2 m chips."""
+    from thaw_slump_mapper.core.chip_format import MASK_IGNORE, MASK_SLUMP
+
+    h, w = (chip.mask.shape[0] // factor) * factor, (chip.mask.shape[1] // factor) * factor
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return a[..., :h, :w].reshape(*a.shape[:-2], h // factor, factor, w // factor, factor)
+
+    valid = blocks(chip.valid).all(axis=(-3, -1))
+    image = blocks(chip.image.astype(np.float32)).mean(axis=(-3, -1)) * valid
+    slump = (blocks(chip.mask == MASK_SLUMP).mean(axis=(-3, -1)) >= 0.5)
+    ignored = (blocks(chip.mask == MASK_IGNORE).mean(axis=(-3, -1)) >= 0.5)
+    mask = np.where(ignored, MASK_IGNORE, slump.astype(np.uint8)).astype(np.uint8)
+    return replace(chip, name=f"{chip.name}_x{factor}", image=image.astype(np.float32), valid=valid, mask=mask,
+                   gsd=chip.gsd * factor)
+
+
 def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
     from thaw_slump_mapper.model.cross_validation import chip_folds
 
@@ -97,6 +129,8 @@ def folds(chips_arctic: list, chips_s2: list) -> List[Tuple[str, list, list]]:
         held = set(held_out)
         out.append((f"arctic{k + 1}", [c for i, c in enumerate(chips_arctic) if i not in held],
                     [c for i, c in enumerate(chips_arctic) if i in held]))
+    for name, train, test in list(out):  # the same folds as a 10 m source (the 2 m chips coarsened 5x)
+        out.append((f"{name}_10m", [coarsened(c, 5) for c in train], [coarsened(c, 5) for c in test]))
     for site in ("Peel", "Bykovsky"):
         test = [c for c in chips_s2 if c.name.startswith(site)]
         train = [c for c in chips_s2 if not c.name.startswith(site)] + list(chips_arctic)
@@ -183,7 +217,7 @@ def main() -> int:
     table = recipes()
     # Fold by fold, every recipe on the fold, so a partial run still compares recipes on equal folds.
     priority = ["arctic1", "s2_Peel", "arctic2", "s2_Bykovsky", "arctic3", "arctic4"]
-    for fold, train, test in sorted(folds(arctic, s2), key=lambda f: priority.index(f[0])):
+    for fold, train, test in sorted(folds(arctic, s2), key=lambda f: (priority.index(f[0].split("_10m")[0]), f[0])):
         if args.folds and fold not in args.folds:
             continue
         for name in args.recipes:
@@ -196,9 +230,13 @@ def main() -> int:
             if out.exists():
                 continue
             settings = make_settings()
-            gsd = settings.gsd_m or (10.0 if fold.startswith("s2") else 3.0)
+            gsd = settings.gsd_m or (10.0 if fold.startswith("s2") or fold.endswith("_10m") else 3.0)
             network = NETWORK_VARIANTS.get(name, {})
-            base = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
+            if start == "fold_base":  # the bundled recipe trained on this fold's training chips only
+                base = imagenet_checkpoint(gsd_m=3.0, **network)
+                base.state_dict = torch.load(args.output / "bundled_recipe" / f"{fold.split('_10m')[0]}.state.pt", weights_only=True)
+            else:
+                base = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
             budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
             settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget)
             observers = [AverageObserver(span) for span in args.weight_averages]
