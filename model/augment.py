@@ -31,6 +31,10 @@ class AugmentSettings:
     nodata_prob: float = 0.1  # blank part of the view as nodata, labelled background
     mosaic_prob: float = 0.0  # 2x2 mosaics of chips: several or no slumps per view, anywhere
     flips: bool = True
+    # Chips much larger than the crop (after resampling) are resampled only in a native window around
+    # the crop, with the stretch from the whole chip's native pixels (see native_window). Off in the
+    # bundled recipe, whose `make train-bundled` weights must not change.
+    render_window: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -63,6 +67,25 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
+WINDOW_MARGIN_NATIVE_PX = 2  # beyond the crop, so bilinear edges and the crop's position stay free
+
+
+def native_window(chip: LoadedChip, factor: float, crop: int, rng: np.random.Generator) -> Optional[LoadedChip]:
+    """A random part of the chip, in its own pixels, that still covers a ``crop`` px view once
+    resampled by ``factor``; None when that is most of the chip anyway. A 1024 px chip yields one
+    256 px crop, and resampling and stretching all of it made a batch 1.6x dearer; a 256 px 10 m
+    chip at a 3 m network is 853 px, 4x (docs/TRAINING.md, "Large chips in a window")."""
+    h, w = chip.mask.shape
+    side = int(math.ceil(crop / factor)) + 2 * WINDOW_MARGIN_NATIVE_PX
+    if side * 1.5 >= max(h, w):
+        return None
+    nh, nw = min(h, side), min(w, side)
+    top, left = int(rng.integers(0, h - nh + 1)), int(rng.integers(0, w - nw + 1))
+    sl = (slice(top, top + nh), slice(left, left + nw))
+    return LoadedChip(chip.name, chip.image[(slice(None),) + sl], chip.valid[sl], chip.mask[sl], chip.gsd, chip.split,
+                      chip.folder)
+
+
 def render_chip(
     chip: LoadedChip,
     target_gsd: float,
@@ -70,13 +93,22 @@ def render_chip(
     rng: Optional[np.random.Generator] = None,
     aug: Optional[AugmentSettings] = None,
     photometric: bool = True,
+    crop: Optional[int] = None,
 ) -> View:
     """The chip at ``target_gsd`` (jittered when augmenting), stretched to 0..1 like inference;
-    ``photometric=False`` leaves colour jitter and noise to the caller (``jitter_colours``)."""
+    ``photometric=False`` leaves colour jitter and noise to the caller (``jitter_colours``).
+    With ``crop`` and ``aug.render_window``, a chip much larger than the crop is rendered only in
+    a native window that covers a crop of that size (the caller still crops)."""
     factor = chip.gsd / target_gsd
     augment = rng is not None and aug is not None
     if augment and aug.scale_jitter > 0:
         factor *= math.exp(rng.uniform(math.log(1 - aug.scale_jitter), math.log(1 + aug.scale_jitter)))
+    stretch_from: Optional[LoadedChip] = None
+    if augment and crop and aug.render_window:
+        window = native_window(chip, factor, crop, rng)
+        if window is not None:
+            # the whole chip's stretch from its own pixels, as detection takes it from a decimated read
+            stretch_from, chip = chip, window
     h, w = chip.mask.shape
     out_size = (max(8, int(round(h * factor))), max(8, int(round(w * factor))))
     image = torch.from_numpy(chip.image)[None]
@@ -96,7 +128,9 @@ def render_chip(
     # The shared stretch, with unit statistics so the result stays 0..1 for colour jitter;
     # normalise() applies the checkpoint's mean/std afterwards: same numbers as inference.
     unit = dict(scaling, mean=[0.0] * data.shape[0], std=[1.0] * data.shape[0])
-    stretched = apply_scaling(data, valid, _view_stretch(data, valid, scaling), unit)
+    stretch = _view_stretch(data, valid, scaling) if stretch_from is None else \
+        _view_stretch(stretch_from.image, stretch_from.valid, scaling)
+    stretched = apply_scaling(data, valid, stretch, unit)
     if augment and photometric:
         stretched = _colour_jitter(stretched, valid, rng, aug)
     return View(stretched.astype(np.float32), valid, mask)
@@ -248,7 +282,8 @@ def training_sample(
         order = rng.permutation(4)
         view = random_crop(mosaic([views[i] for i in order], rng), crop, rng)
     else:
-        view = jitter_colours(random_crop(render_chip(chips[index], target_gsd, scaling, rng, aug, photometric=False), crop, rng), rng, aug)
+        view = render_chip(chips[index], target_gsd, scaling, rng, aug, photometric=False, crop=crop)
+        view = jitter_colours(random_crop(view, crop, rng), rng, aug)
     if aug.flips:
         view = flip_rotate(view, rng)
     if aug.nodata_prob > 0 and rng.random() < aug.nodata_prob:

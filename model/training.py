@@ -79,7 +79,8 @@ def fine_tune_settings(**overrides: Any) -> TrainSettings:
         warmup_steps=30, patience=12, frozen_stages=FINE_TUNE_FROZEN_STAGES,
         encoder_warmup_share=FINE_TUNE_ENCODER_WARMUP_SHARE, validate_every_s=FINE_TUNE_VALIDATE_EVERY_S_CPU,
         augment=AugmentSettings(scale_jitter=0.2, degrade_prob=0.0, degrade_max_gsd=0.0, blur_prob=0.15,
-                                colour_jitter=0.1, noise_std=0.01, nodata_prob=0.05, mosaic_prob=0.0, flips=True),
+                                colour_jitter=0.1, noise_std=0.01, nodata_prob=0.05, mosaic_prob=0.0, flips=True,
+                                render_window=True),
     )
     device = overrides.get("device") or "auto"
     if resolve_device(device).startswith("cuda"):
