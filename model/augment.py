@@ -8,7 +8,7 @@ detection sees: a coarse scene, resampled to the model's GSD, then stretched. Im
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -82,8 +82,7 @@ def native_window(chip: LoadedChip, factor: float, crop: int, rng: np.random.Gen
     nh, nw = min(h, side), min(w, side)
     top, left = int(rng.integers(0, h - nh + 1)), int(rng.integers(0, w - nw + 1))
     sl = (slice(top, top + nh), slice(left, left + nw))
-    return LoadedChip(chip.name, chip.image[(slice(None),) + sl], chip.valid[sl], chip.mask[sl], chip.gsd, chip.split,
-                      chip.folder)
+    return replace(chip, image=chip.image[(slice(None),) + sl], valid=chip.valid[sl], mask=chip.mask[sl])
 
 
 def render_chip(

@@ -17,6 +17,7 @@ import copy
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -247,10 +248,7 @@ def validate_epoch(run: TrainingRun, epoch: int, val_chips: List[LoadedChip], be
     record = {"epoch": epoch + 1, "step": run.step, "train_loss": float(np.mean(recent)) if run.losses else float("nan"),
               "elapsed_s": round(time.perf_counter() - run.started, 1)}
     if val_chips:
-        if run.average is not None:
-            with run.average.swapped_in(run.net):
-                record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
-        else:
+        with run.average.swapped_in(run.net) if run.average is not None else nullcontext():
             record.update(evaluate_pixels(run.net, val_chips, run.gsd_m, run.base.scaling, run.device, run.precision))
         best.update(record, run.snapshot)
     return record

@@ -8,9 +8,9 @@ both, and docs/TRAINING.md compares them on the same runs.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator, List
 
-StateDict = Dict[str, Any]
+from .early_stopping import StateDict
 
 
 def step_decay(span: float, updates: int) -> float:

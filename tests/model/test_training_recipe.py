@@ -18,17 +18,7 @@ from thaw_slump_mapper.model.calibration import PAPER_MIN_AREA_M2, best_calibrat
 from thaw_slump_mapper.model.losses import LOSSES, loss_function, lovasz_hinge_loss
 from thaw_slump_mapper.model.precision import choose_precision, cpu_has_bf16
 from thaw_slump_mapper.model.training import fine_tune_settings
-from thaw_slump_mapper.model.training_start import load_training_chips
 from thaw_slump_mapper.model.training_steps import batch_maker, effective_crop_size
-
-
-@pytest.fixture(scope="module")
-def arctic_chips(shared_data, tmp_path_factory):
-    from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-
-    folder = tmp_path_factory.mktemp("arctic") / "chips"
-    build_arctic_chips(shared_data / "arctic_rts_chips", folder)
-    return load_training_chips([folder], load_checkpoint(bundled_checkpoint_path()))
 
 
 @pytest.mark.parametrize("name", ["bf16", "bf16-decoder"])

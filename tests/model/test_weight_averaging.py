@@ -7,7 +7,6 @@ import torch
 
 from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
 from thaw_slump_mapper.model.training import fine_tune_settings
-from thaw_slump_mapper.model.training_start import load_training_chips
 from thaw_slump_mapper.model.weight_averaging import WeightAverage, step_decay
 
 
@@ -59,15 +58,6 @@ def test_swapped_in_lends_the_average_and_gives_the_live_weights_back():
     with average.swapped_in(net):
         assert torch.equal(net[0].weight, average.state["0.weight"])
     assert torch.equal(net[0].weight, live)
-
-
-@pytest.fixture(scope="module")
-def arctic_chips(shared_data, tmp_path_factory):
-    from thaw_slump_mapper.model.arctic_chips_builder import build_arctic_chips
-
-    folder = tmp_path_factory.mktemp("arctic_avg") / "chips"
-    build_arctic_chips(shared_data / "arctic_rts_chips", folder)
-    return load_training_chips([folder], load_checkpoint(bundled_checkpoint_path()))
 
 
 def test_a_run_keeps_its_averaged_weights(arctic_chips):
