@@ -7,7 +7,10 @@ Rules, each with a minimum area (0, 1000, 2000, 3000 m2):
 - hysteresis: outline at t, keep components whose peak reaches a higher seed threshold;
 - mean floor: outline at t, keep components whose mean probability reaches a floor;
 - watershed: outline at t, split components between markers (pixels >= a higher threshold,
-  at least ``min px`` large) by flooding the inverted probability (touching slumps).
+  at least ``min px`` large) by flooding the inverted probability (touching slumps);
+- peak contour: detect at t, outline each component at a share of its own peak probability
+  (at least t): blobs whose core is sure shrink to a tighter contour, faint ones keep theirs;
+- erode: detect at t, shrink every component by k pixels (those it removes are dropped).
 
 Two scores a family: the pooled best setting (optimistic: chosen on the scored chips), and
 leave-one-fold-out calibration (each fold scored with the setting that
@@ -33,6 +36,8 @@ SEEDS = THRESHOLDS[1:] + (0.9,)
 MEAN_FLOORS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 MIN_AREAS_M2 = (0.0, 1000.0, 2000.0, 3000.0)
 MARKER_MIN_PX = (1, 25)
+PEAK_SHARES = (0.7, 0.8, 0.9, 0.95)
+ERODE_PX = (1, 2, 3)
 
 Key = Tuple  # (threshold, min area, family, *parameters)
 Counts = Dict[Key, Tuple[int, int, int]]
@@ -64,6 +69,27 @@ def watershed_split(probability: np.ndarray, detected: np.ndarray, marker_thresh
     return np.where(detected, flooded, 0).astype(np.int32)
 
 
+def peak_contour(probability: np.ndarray, detected: np.ndarray, share: float) -> np.ndarray:
+    """``detected`` kept where the probability reaches ``share`` of its component's peak."""
+    from scipy import ndimage
+
+    from thaw_slump_mapper.engine.vectorize import FOUR_CONNECTED
+
+    components, n = ndimage.label(detected, structure=FOUR_CONNECTED)
+    if not n:
+        return detected
+    peaks = np.concatenate([[0.0], ndimage.maximum(probability, components, np.arange(1, n + 1))])
+    return detected & (probability >= share * peaks[components])
+
+
+def eroded(detected: np.ndarray, pixels: int) -> np.ndarray:
+    from scipy import ndimage
+
+    from thaw_slump_mapper.engine.vectorize import FOUR_CONNECTED
+
+    return ndimage.binary_erosion(detected, structure=FOUR_CONNECTED, iterations=pixels)
+
+
 def _label_polygons(labels: np.ndarray, transform) -> list:
     import shapely
     from rasterio.features import shapes
@@ -75,7 +101,7 @@ def _label_polygons(labels: np.ndarray, transform) -> list:
     return [p[0] if len(p) == 1 else shapely.unary_union(p) for p in parts.values()]
 
 
-def chip_counts(pred) -> Counts:
+def chip_counts(pred, thresholds: Sequence[float] = THRESHOLDS) -> Counts:
     """TP/FP/FN under the paper's rule for every rule setting on one chip."""
     from affine import Affine
 
@@ -93,7 +119,7 @@ def chip_counts(pred) -> Counts:
             s = paper_rule_scores([p for p in polygons if p.area >= area], references, 0.5)
             out[(threshold, area, family) + params] = (s.tp, s.fp, s.fn)
 
-    for t in THRESHOLDS:
+    for t in thresholds:
         detected = (pred.probability >= t) & pred.valid
         comps = vectorize_components(detected, pred.probability, transform) if detected.any() else []
         add(t, "single", (), [c.geometry for c in comps])
@@ -105,6 +131,14 @@ def chip_counts(pred) -> Counts:
             for min_px in MARKER_MIN_PX:
                 polygons = _label_polygons(watershed_split(pred.probability, detected, marker, min_px), transform) if detected.any() else []
                 add(t, "watershed", (marker, min_px), polygons)
+        for share in PEAK_SHARES:
+            tight = peak_contour(pred.probability, detected, share)
+            add(t, "peak contour", (share,), [c.geometry for c in vectorize_components(tight, pred.probability, transform)]
+                if tight.any() else [])
+        for px in ERODE_PX:
+            small = eroded(detected, px)
+            add(t, "erode", (px,), [c.geometry for c in vectorize_components(small, pred.probability, transform)]
+                if small.any() else [])
     return out
 
 
@@ -124,6 +158,8 @@ FAMILIES: Dict[str, Callable[[Key], bool]] = {
     "+ hysteresis": lambda k: k[2] in ("single", "hysteresis"),
     "+ mean floor": lambda k: k[2] in ("single", "mean floor"),
     "+ watershed split": lambda k: k[2] in ("single", "watershed"),
+    "+ peak contour": lambda k: k[2] in ("single", "peak contour"),
+    "+ erode": lambda k: k[2] in ("single", "erode"),
 }
 
 
@@ -131,11 +167,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe_folder", type=Path, help="one recipe's folder of fold .npz files")
     parser.add_argument("--source", default="arctic", help="fold name prefix (arctic, s2)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS),
+                        help="probability thresholds of the grid (default calibration's own)")
     args = parser.parse_args()
     from thaw_slump_mapper.analysis.evaluation import scores_from_counts
     from thaw_slump_mapper.model.calibration import best_setting
 
-    folds = {f.stem: [chip_counts(p) for p in load_predictions(f)] for f in sorted(args.recipe_folder.glob(f"{args.source}*.npz"))}
+    folds = {f.stem: [chip_counts(p, args.thresholds) for p in load_predictions(f)] for f in sorted(args.recipe_folder.glob(f"{args.source}*.npz"))}
     if len(folds) < 2:
         raise SystemExit(f"need two or more {args.source}* folds in {args.recipe_folder}")
     keys = list(next(iter(folds.values()))[0])
