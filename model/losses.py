@@ -6,6 +6,9 @@ neither.
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -55,12 +58,13 @@ def lovasz_hinge_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return per_image[scored].mean() if bool(scored.any()) else logits.sum() * 0.0
 
 
-def bce_lovasz_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def bce_lovasz_loss(logits: torch.Tensor, mask: torch.Tensor, pos_weight: float = 2.0) -> torch.Tensor:
     """BCE for calibrated probabilities plus Lovasz hinge for the overlap the paper's rule scores."""
-    return bce_dice_loss(logits, mask, dice_weight=0.0) + lovasz_hinge_loss(logits, mask)
+    return bce_dice_loss(logits, mask, dice_weight=0.0, pos_weight=pos_weight) + lovasz_hinge_loss(logits, mask)
 
 
-def focal_tversky_loss(logits: torch.Tensor, mask: torch.Tensor, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75) -> torch.Tensor:
+def focal_tversky_loss(logits: torch.Tensor, mask: torch.Tensor, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
+                       pos_weight: float = 2.0) -> torch.Tensor:
     """BCE plus focal Tversky (beta > alpha weighs misses above false alarms: recall first)."""
     valid = (mask != MASK_IGNORE).float()
     target = (mask == 1).float()
@@ -69,15 +73,18 @@ def focal_tversky_loss(logits: torch.Tensor, mask: torch.Tensor, alpha: float = 
     fn = ((1.0 - prob) * target * valid).sum()
     fp = (prob * (1.0 - target)).sum()
     tversky = (tp + 1.0) / (tp + alpha * fp + beta * fn + 1.0)
-    return bce_dice_loss(logits, mask, dice_weight=0.0) + (1.0 - tversky) ** gamma
+    return bce_dice_loss(logits, mask, dice_weight=0.0, pos_weight=pos_weight) + (1.0 - tversky) ** gamma
 
 
 LOSSES = {"bce_dice": bce_dice_loss, "bce_lovasz": bce_lovasz_loss, "focal_tversky": focal_tversky_loss}
 
 
-def loss_function(name: str):
+def loss_function(name: str, positive_weight: float = 2.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The named loss with its BCE term's weight on slump pixels."""
     from ..core.errors import UserError
 
     if name not in LOSSES:
         raise UserError(f"Unknown loss {name!r}; use one of {', '.join(LOSSES)}.")
-    return LOSSES[name]
+    if positive_weight <= 0:
+        raise UserError(f"The positive weight must be above 0; got {positive_weight}.")
+    return functools.partial(LOSSES[name], pos_weight=positive_weight)

@@ -204,7 +204,8 @@ def start_run(base: Checkpoint, train_chips: List[LoadedChip], settings: TrainSe
                  for k in range(1, max(1, settings.prefetch_workers))]
         prefetcher = BatchPrefetcher([make_batch, *extra], depth=2 if extra else 3)
     return TrainingRun(
-        net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision, loss_fn=loss_function(settings.loss),
+        net=net, optimiser=optimiser, scaler=precision.grad_scaler(), precision=precision,
+        loss_fn=loss_function(settings.loss, settings.positive_weight),
         device=device, settings=settings, base=base, gsd_m=gsd_m, started=started, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, budget_s=settings.max_minutes * 60.0 if settings.max_minutes else None, make_batch=make_batch,
         prefetcher=prefetcher, step_observers=step_observers,

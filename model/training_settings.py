@@ -35,6 +35,7 @@ class TrainSettings:
     fast_depthwise_backward: bool = True  # CPU: the depthwise convolutions' faster backward (model/fast_depthwise.py)
     weight_average_span: float = 0.0  # > 0: validate and keep an average of the weights over about this share of the run
     loss: str = "bce_dice"  # see model/losses.py LOSSES
+    positive_weight: float = 2.0  # the BCE term's weight on slump pixels (every loss has that term)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
 
     def to_dict(self) -> Dict[str, Any]:

@@ -88,7 +88,7 @@ def _time_steps(settings, encoder_fixed: bool, chips, base, gsd: float, steps: i
         freeze_whole_encoder(net)
     train_mode(net)
     make_batch = batch_maker(chips, gsd, base.scaling, settings, np.random.default_rng(0))
-    loss_fn = loss_function(settings.loss)
+    loss_fn = loss_function(settings.loss, settings.positive_weight)
     use_prefetch = prefetch_pays("cpu", torch.get_num_threads()) if settings.prefetch is None else settings.prefetch
     prefetch = BatchPrefetcher(make_batch) if use_prefetch else None
     try:

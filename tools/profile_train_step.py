@@ -46,7 +46,7 @@ def main() -> int:
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
     train_mode(net)
     make_batch = batch_maker(chips, 3.0, base.scaling, settings, np.random.default_rng(0))
-    loss_fn = loss_function(settings.loss)
+    loss_fn = loss_function(settings.loss, settings.positive_weight)
     batches = [make_batch() for _ in range(2 + 2 * args.steps)]
 
     def steps(chosen) -> float:

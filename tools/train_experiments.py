@@ -63,6 +63,7 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         # the warm-up share at equal steps: a warm-up step costs about half a main-phase one
         "new_imagenet_warmup90": ("imagenet", lambda: new(encoder_warmup_share=0.9)),
         "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
+        "new_imagenet_posweight1": ("imagenet", lambda: new(positive_weight=1.0)),
         "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
         # bf16 autocast over the whole network: faster where the CPU has AMX (BENCHMARKS.md)
@@ -193,6 +194,8 @@ def main() -> int:
     parser.add_argument("--weight-averages", nargs="*", type=float, default=[],
                         help="also predict with moving averages of the weights over these shares of the run, from the "
                              "same runs (stored as <recipe>@avg<span>)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the runs' seed (crop order and augmentation); default the recipe's")
     parser.add_argument("--tta", nargs="*", default=[], help="re-predict the stored fold models with these TTA modes (flip2, d4)")
     args = parser.parse_args()
     import torch
@@ -238,7 +241,8 @@ def main() -> int:
             else:
                 base = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
             budget = dict(max_steps=None, max_minutes=args.minutes) if args.minutes is not None else dict(max_steps=args.steps)
-            settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget)
+            settings = replace(settings, epochs=10_000, steps_per_epoch=50, **budget,
+                               **({"seed": args.seed} if args.seed is not None else {}))
             observers = [AverageObserver(span) for span in args.weight_averages]
             started = time.perf_counter()
             outcome = fit(base, train, [], settings, gsd, step_observers=observers)

@@ -175,6 +175,18 @@ def test_losses_reward_the_right_answer_and_ignore_255(name):
         loss_function("hinge2")
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_the_positive_weight_scales_the_bce_term_on_slump_pixels(name):
+    # every pixel a slump, every logit -2: the BCE term per pixel is w * softplus(2), the rest of
+    # each loss does not see w, so the weights 3 and 1 differ by 2 * softplus(2)
+    mask = torch.ones(2, 16, 16, dtype=torch.long)
+    logits = torch.full((2, 1, 16, 16), -2.0)
+    difference = float(loss_function(name, 3.0)(logits, mask)) - float(loss_function(name, 1.0)(logits, mask))
+    assert difference == pytest.approx(2.0 * float(torch.nn.functional.softplus(torch.tensor(2.0))), rel=1e-5)
+    with pytest.raises(UserError, match="positive weight"):
+        loss_function(name, 0.0)
+
+
 def _lovasz_one_image_at_a_time(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Berman et al.'s per-image Lovasz hinge, written plainly: the reference for the batched one."""
     losses = []
