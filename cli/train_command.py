@@ -46,6 +46,12 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         help=f"wall-clock budget for training before calibration "
         f"(default {FINE_TUNE_MINUTES_CPU:g} on a CPU, {FINE_TUNE_MINUTES_CUDA:g} on CUDA)",
     )
+    p.add_argument(
+        "--gsd",
+        type=float,
+        default=None,
+        help="the network's working ground sample distance in m (default: the chips' median GSD); chips are resampled to it",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when present)")
     p.add_argument(
         "--precision",
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             result = fine_tune(
                 args.data, args.output, base_checkpoint=args.base, epochs=args.epochs, learning_rate=args.learning_rate,
                 val_share=args.val_share, max_minutes=args.max_minutes, device=args.device, progress=cli_progress(bar), seed=args.seed,
-                precision=args.precision,
+                precision=args.precision, gsd_m=args.gsd,
             )
     finally:
         bar.close()

@@ -7,10 +7,10 @@ chips: setup
 	$(TSM) build-chips "$(SHARED)/data/arctic_rts_chips" "$(CHIPS_DIR)"
 	$(TSM) build-chips "$(SHARED)/data/sentinel2_sites" "$(S2_CHIPS_DIR)"
 
-# Outside checks call this exact form: make train DATA=<folder> OUTPUT=<checkpoint> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x] [PRECISION=auto|fp32|bf16|bf16-decoder]
+# Outside checks call this exact form: make train DATA=<folder> OUTPUT=<checkpoint> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x] [GSD=m] [PRECISION=auto|fp32|bf16|bf16-decoder]
 train: setup
-	@test -n "$(DATA)" -a -n "$(OUTPUT)" || { echo "usage: make train DATA=<chip folder> OUTPUT=<checkpoint.pt> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x] [PRECISION=auto|fp32|bf16|bf16-decoder]"; exit 2; }
-	$(TSM) train $(DATA) --output "$(OUTPUT)" $(if $(BASE),--base "$(BASE)") $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(LR),--learning-rate $(LR)) $(if $(VAL_SHARE),--val-share $(VAL_SHARE)) $(if $(DEVICE),--device "$(DEVICE)") $(if $(PRECISION),--precision "$(PRECISION)")
+	@test -n "$(DATA)" -a -n "$(OUTPUT)" || { echo "usage: make train DATA=<chip folder> OUTPUT=<checkpoint.pt> [BASE=<pt>] [EPOCHS=n] [LR=x] [VAL_SHARE=x] [GSD=m] [PRECISION=auto|fp32|bf16|bf16-decoder]"; exit 2; }
+	$(TSM) train $(DATA) --output "$(OUTPUT)" $(if $(BASE),--base "$(BASE)") $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(LR),--learning-rate $(LR)) $(if $(VAL_SHARE),--val-share $(VAL_SHARE)) $(if $(GSD),--gsd $(GSD)) $(if $(DEVICE),--device "$(DEVICE)") $(if $(PRECISION),--precision "$(PRECISION)")
 
 # Reproduces model/weights/thaw_slump_deeplabv3plus.pt (same seed, fixed step count).
 train-bundled: chips

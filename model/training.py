@@ -334,10 +334,26 @@ def check_training_request(chip_folders: Sequence[Path], output_path: Path, sett
         raise UserError(f"{output_path} is a folder; give a .pt file path for the new checkpoint.")
     if settings.epochs < 1 or not settings.learning_rate > 0:
         raise UserError("Epochs must be at least 1 and the learning rate above 0.")
+    if settings.gsd_m is not None and not settings.gsd_m > 0:
+        raise UserError(f"The working GSD must be above 0 m (got {settings.gsd_m:g}); leave it empty to take the chips' own.")
     if not chip_folders:
         raise UserError("Give at least one chip folder (export labels with `export-labels`).")
     for folder in chip_folders:
         read_manifest(Path(folder))  # a missing or empty folder fails before any slow step
+
+
+MAX_GSD_RATIO = 10.0  # a 256 px chip at 10 m is 853 px at 3 m and 8533 px at 0.3 m: validation reads whole chips
+
+
+def working_gsd(asked_m: Optional[float], chips_m: float) -> float:
+    """The network's ground sample distance: the one asked for, else the chips' own; one more than
+    ``MAX_GSD_RATIO`` times finer or coarser than the chips is refused (a typo such as 0.3 for 3)."""
+    if not asked_m:
+        return float(chips_m)
+    if not 1.0 / MAX_GSD_RATIO <= asked_m / chips_m <= MAX_GSD_RATIO:
+        raise UserError(f"A working GSD of {asked_m:g} m is more than {MAX_GSD_RATIO:g}x the chips' {chips_m:g} m; "
+                        f"give one between {chips_m / MAX_GSD_RATIO:g} and {chips_m * MAX_GSD_RATIO:g} m, or none.")
+    return float(asked_m)
 
 
 def calibrated_metrics(ckpt: Checkpoint, val_chips: List[LoadedChip], settings: TrainSettings, outcome: FitOutcome,
@@ -395,7 +411,7 @@ def train_model(
     check_training_request(chip_folders, output_path, settings)
     base, parent = starting_checkpoint(chip_folders, base_checkpoint, from_imagenet)
     chips = load_training_chips(chip_folders, base, progress.sub(0.0, 0.03))
-    gsd = float(settings.gsd_m or median_gsd(chips))
+    gsd = working_gsd(settings.gsd_m, median_gsd(chips))
     train_chips, val_chips = split_chips(chips, settings.val_share, settings.seed)
     outcome = fit(base, train_chips, val_chips, settings, gsd, progress.sub(0.03, 0.9), cancelled_best_path(output_path), started)
     ckpt = outcome.checkpoint

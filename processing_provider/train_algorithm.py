@@ -47,7 +47,9 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         "minimum area on the validation chips. The new checkpoint records its parent, its data "
         "and its validation metrics.\n\n"
         "More chip folders: separate them with ';'. Validation share empty: the manifest's val "
-        "rows, else 15 %. Cancelling keeps the best weights so far as <output>.cancelled-best.pt."
+        "rows, else 15 %. Working pixel size empty: the chips' median GSD; a size given resamples the "
+        "chips to it (for example 10 m Sentinel-2 chips seen at the bundled model's 3 m). "
+        "Cancelling keeps the best weights so far as <output>.cancelled-best.pt."
     )
 
     DATA = "DATA"
@@ -57,6 +59,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
     LEARNING_RATE = "LEARNING_RATE"
     VAL_SHARE = "VAL_SHARE"
     MAX_MINUTES = "MAX_MINUTES"
+    GSD = "GSD"
     OUTPUT = "OUTPUT"
     SUMMARY = "SUMMARY"
 
@@ -99,6 +102,12 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 minValue=0.1,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.GSD, "Working pixel size in m (empty: the chips' own)", QgsProcessingParameterNumber.Double,
+                optional=True, minValue=0.01,
+            )
+        )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))
         add_overwrite_parameter(self)
         self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Summary"))
@@ -111,6 +120,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         val_share = None
         if parameters.get(self.VAL_SHARE) not in (None, ""):
             val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
+        gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
 
         overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
 
@@ -126,7 +136,7 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
                 learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
                 val_share=val_share, max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context),
-                progress=feedback_progress(feedback),
+                progress=feedback_progress(feedback), gsd_m=gsd,
             )
 
         result = call_engine(feedback, train, "Cancelled: the best weights so far are kept as <output>.cancelled-best.pt.")

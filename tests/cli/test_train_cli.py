@@ -1,4 +1,4 @@
-"""`train` on the command line: the precision flag reaches the run, and a CPU-impossible one is one line."""
+"""`train` on the command line: the precision and GSD flags reach the run, and impossible values are one line."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,3 +31,20 @@ def test_fp16_on_the_cpu_is_a_one_line_refusal(tmp_path: Path, chips_and_base: t
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not out.exists()
     assert any("fp16 training runs on CUDA only" in line for line in err) and "Traceback" not in "\n".join(err)
+
+
+def test_gsd_flag_sets_the_working_gsd(tmp_path: Path, chips_and_base: tuple) -> None:
+    chips, base = chips_and_base  # chips at 2 m
+    out = tmp_path / "at3m.pt"
+    assert main(["train", str(chips), "--output", str(out), "--base", str(base), "--epochs", "1", "--gsd", "3"]) == 0
+    assert load_checkpoint(out).gsd_m == 3.0
+
+
+@pytest.mark.parametrize("gsd, message", [("0", "must be above 0 m"), ("0.1", "more than 10x the chips' 2 m")])
+def test_an_impossible_gsd_is_a_one_line_refusal(tmp_path: Path, chips_and_base: tuple, capsys, gsd: str, message: str) -> None:
+    chips, base = chips_and_base
+    out = tmp_path / "bad.pt"
+    code = main(["train", str(chips), "--output", str(out), "--base", str(base), "--epochs", "1", "--gsd", gsd])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert message in err and "Traceback" not in err

@@ -30,6 +30,18 @@ def test_train_algorithm_writes_a_fine_tuned_checkpoint(provider, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.provenance["parent"].startswith("tiny-test-model") and ckpt.provenance["n_val_chips"] == 1
     assert "threshold" in result["SUMMARY"]
+    assert ckpt.gsd_m == 2.0  # no working pixel size given: the chips' own
+
+
+def test_train_algorithm_trains_at_the_working_pixel_size_given(provider, tmp_path):
+    import processing
+
+    folder = make_chip_folder(tmp_path / "chips", n_chips=5, size=48, val_rows=1)
+    base = make_tiny_checkpoint(tmp_path / "base.pt", tile_size=64, overlap=16)
+    out = tmp_path / "coarse.pt"
+    processing.run("thawslump:train", {"DATA": str(folder), "BASE": str(base), "EPOCHS": 1, "GSD": 4.0, "OUTPUT": str(out)})
+    ckpt = load_checkpoint(out)
+    assert ckpt.gsd_m == 4.0 and ckpt.provenance["recipe"]["gsd_m"] == 4.0
 
 
 def test_train_algorithm_reports_bad_input(provider, tmp_path):
