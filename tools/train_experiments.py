@@ -55,6 +55,7 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         # arctic twin), on the *_10m folds: at the chips' 10 m against at the base's 3 m
         "finetune_fold_base_chips_gsd": ("fold_base", lambda: new()),
         "finetune_fold_base_base_gsd": ("fold_base", lambda: new(gsd_m=3.0)),
+        "finetune_fold_base_chips_gsd_posweight1": ("fold_base", lambda: new(positive_weight=1.0)),
         # the same recipe as new_imagenet since session 8 made no warm-up the default; kept by name
         # because the commands in docs/TRAINING.md name it
         "new_imagenet_no_warmup": ("imagenet", lambda: new(encoder_warmup_share=0.0)),
