@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from qgis.core import (
     QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -18,7 +19,9 @@ from qgis.core import (
 )
 
 from ..core.checkpoint import bundled_checkpoint_path
+from ..core.devices import DEVICE_CHOICES
 from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
+from ..model.precision import PRECISION_CHOICES
 from .algorithm_base import (  # the output rule (docs/OUTPUTS.md)
     OVERWRITE,
     ThawSlumpAlgorithm,
@@ -60,6 +63,9 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
     VAL_SHARE = "VAL_SHARE"
     MAX_MINUTES = "MAX_MINUTES"
     GSD = "GSD"
+    DEVICE = "DEVICE"
+    PRECISION = "PRECISION"
+    SEED = "SEED"
     OUTPUT = "OUTPUT"
     SUMMARY = "SUMMARY"
 
@@ -108,6 +114,16 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 optional=True, minValue=0.01,
             )
         )
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICE_CHOICES), defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.PRECISION, "Numeric precision (auto: bf16 on a CPU with bf16 kernels, else fp32; bf16 or fp16 on CUDA)",
+                options=list(PRECISION_CHOICES), defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(self.SEED, "Random seed (empty: 42)", QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
+        )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))
         add_overwrite_parameter(self)
         self.addOutput(QgsProcessingOutputString(self.SUMMARY, "Summary"))
@@ -121,6 +137,9 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         if parameters.get(self.VAL_SHARE) not in (None, ""):
             val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
         gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
+        seed = self.parameterAsInt(parameters, self.SEED, context) if parameters.get(self.SEED) not in (None, "") else None
+        precision = PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)]
+        device = DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
         overwrite = self.parameterAsBool(parameters, OVERWRITE, context)
 
@@ -136,7 +155,8 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
                 epochs=self.parameterAsInt(parameters, self.EPOCHS, context),
                 learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
                 val_share=val_share, max_minutes=self.parameterAsDouble(parameters, self.MAX_MINUTES, context),
-                progress=feedback_progress(feedback), gsd_m=gsd,
+                progress=feedback_progress(feedback), gsd_m=gsd, seed=seed, precision=precision,
+                device=device,
             )
 
         result = call_engine(feedback, train, "Cancelled: the best weights so far are kept as <output>.cancelled-best.pt.")

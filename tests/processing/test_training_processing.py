@@ -51,3 +51,21 @@ def test_train_algorithm_reports_bad_input(provider, tmp_path):
     base = make_tiny_checkpoint(tmp_path / "base.pt")
     with pytest.raises(QgsProcessingException, match="no manifest.csv"):
         processing.run("thawslump:train", {"DATA": str(tmp_path / "empty"), "BASE": str(base), "OUTPUT": str(tmp_path / "x.pt")})
+
+
+def test_train_algorithm_takes_precision_and_seed(provider, tmp_path):
+    import processing
+
+    from thaw_slump_mapper.core.devices import DEVICE_CHOICES
+    from thaw_slump_mapper.model.precision import PRECISION_CHOICES
+
+    folder = make_chip_folder(tmp_path / "chips", n_chips=5, size=48, val_rows=1)
+    base = make_tiny_checkpoint(tmp_path / "base.pt", tile_size=64, overlap=16)
+    out = tmp_path / "fp32.pt"
+    processing.run("thawslump:train", {"DATA": str(folder), "BASE": str(base), "EPOCHS": 1, "OUTPUT": str(out),
+                                       "PRECISION": PRECISION_CHOICES.index("fp32"), "SEED": 5})
+    recipe = load_checkpoint(out).provenance["recipe"]
+    assert recipe["precision_used"] == "fp32" and recipe["seed"] == 5
+    with pytest.raises(QgsProcessingException, match="fp16 training runs on CUDA only"):
+        processing.run("thawslump:train", {"DATA": str(folder), "BASE": str(base), "EPOCHS": 1, "OUTPUT": str(tmp_path / "fp16.pt"),
+                                           "PRECISION": PRECISION_CHOICES.index("fp16"), "DEVICE": DEVICE_CHOICES.index("cpu")})
