@@ -348,7 +348,7 @@ MAX_GSD_RATIO = 10.0  # a 256 px chip at 10 m is 853 px at 3 m and 8533 px at 0.
 def working_gsd(asked_m: Optional[float], chips_m: float) -> float:
     """The network's ground sample distance: the one asked for, else the chips' own; one more than
     ``MAX_GSD_RATIO`` times finer or coarser than the chips is refused (a typo such as 0.3 for 3)."""
-    if not asked_m:
+    if asked_m is None:
         return float(chips_m)
     if not 1.0 / MAX_GSD_RATIO <= asked_m / chips_m <= MAX_GSD_RATIO:
         raise UserError(f"A working GSD of {asked_m:g} m is more than {MAX_GSD_RATIO:g}x the chips' {chips_m:g} m; "

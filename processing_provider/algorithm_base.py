@@ -163,6 +163,14 @@ def add_overwrite_parameter(algorithm) -> None:
     )
 
 
+def optional_number(algorithm, parameters, name: str, context, integer: bool = False) -> Optional[float]:
+    """An optional number parameter's value, or None when the user left it empty (Processing would
+    otherwise read an empty field as 0)."""
+    if parameters.get(name) in (None, ""):
+        return None
+    return algorithm.parameterAsInt(parameters, name, context) if integer else algorithm.parameterAsDouble(parameters, name, context)
+
+
 def parse_vector_destination(text: str, default_layer: str) -> Optional[Tuple[Path, str, bool]]:
     """(file, layer, layer named by the user) of a Processing vector destination; None for a
     memory layer. Other providers (PostGIS, ...) are refused: the rule is written for files."""

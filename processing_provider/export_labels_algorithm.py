@@ -24,6 +24,7 @@ from .algorithm_base import (
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
+    optional_number,
     raster_input,
 )
 
@@ -96,7 +97,7 @@ class ExportLabelsAlgorithm(ThawSlumpAlgorithm):
         from ..engine.bands import parse_band_list
 
         bands = call_engine(feedback, lambda: parse_band_list(bands_text))
-        gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
+        gsd = optional_number(self, parameters, self.GSD, context)
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context) or None
         progress = feedback_progress(feedback)
         settings = dict(

@@ -28,6 +28,7 @@ from .algorithm_base import (  # the output rule (docs/OUTPUTS.md)
     add_overwrite_parameter,
     call_engine,
     feedback_progress,
+    optional_number,
 )
 
 
@@ -133,11 +134,9 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
         folders += split_folder_list(self.parameterAsString(parameters, self.EXTRA_DATA, context))
         base = self.parameterAsFile(parameters, self.BASE, context)
         output = Path(self.parameterAsFileOutput(parameters, self.OUTPUT, context))
-        val_share = None
-        if parameters.get(self.VAL_SHARE) not in (None, ""):
-            val_share = self.parameterAsDouble(parameters, self.VAL_SHARE, context)
-        gsd = self.parameterAsDouble(parameters, self.GSD, context) if parameters.get(self.GSD) not in (None, "") else None
-        seed = self.parameterAsInt(parameters, self.SEED, context) if parameters.get(self.SEED) not in (None, "") else None
+        val_share = optional_number(self, parameters, self.VAL_SHARE, context)
+        gsd = optional_number(self, parameters, self.GSD, context)
+        seed = optional_number(self, parameters, self.SEED, context, integer=True)
         precision = PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)]
         device = DEVICE_CHOICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
