@@ -66,6 +66,10 @@ def recipes() -> Dict[str, Tuple[str, Callable[[], Any]]]:
         "new_imagenet_lovasz": ("imagenet", lambda: new(loss="bce_lovasz")),
         "new_imagenet_posweight1": ("imagenet", lambda: new(positive_weight=1.0)),
         "new_imagenet_tversky": ("imagenet", lambda: new(loss="focal_tversky")),
+        # wider scale jitter (log-uniform 0.6-1.4x against 0.8-1.2x): fold models predicting 1.5x coarser
+        # than they trained lost most of their pixel IoU (session 18), so they learn sizes in pixels
+        "new_imagenet_scale40": ("imagenet", lambda: new(augment=replace(new().augment, scale_jitter=0.4))),
+        "finetune_fold_base_chips_gsd_scale40": ("fold_base", lambda: new(augment=replace(new().augment, scale_jitter=0.4))),
         "new_imagenet_crop192": ("imagenet", lambda: new(crop_size=192)),
         # bf16 autocast over the whole network: faster where the CPU has AMX (BENCHMARKS.md)
         "new_imagenet_bf16": ("imagenet", lambda: new(precision="bf16", encoder_warmup_share=0.6)),  # as measured, beside warmup60
@@ -161,27 +165,62 @@ class AverageObserver:
         self.average.update(net)
 
 
-def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start: str) -> None:
-    """The fold's stored model again, predicting with test-time augmentation (a recipe of its own)."""
+def _stored_model(recipe_dir: Path, fold: str, start: str) -> Tuple[Any, Any]:
+    """The fold's stored model as a checkpoint at its working GSD, and the fold's stored run figures."""
     import torch
 
     from thaw_slump_mapper.core.checkpoint import bundled_checkpoint_path, load_checkpoint
-    from thaw_slump_mapper.model.calibration import predict_chips
     from thaw_slump_mapper.model.training_start import imagenet_checkpoint
 
-    state = recipe_dir / f"{fold}.state.pt"
-    out = recipe_dir.parent / f"{recipe_dir.name}+tta_{mode}" / f"{fold}.npz"
-    if not state.exists() or out.exists():
-        return
     meta = np.load(recipe_dir / f"{fold}.npz")
     gsd = float(meta["gsd"])  # the fold model's working GSD, as trained
     network = NETWORK_VARIANTS.get(recipe_dir.name, {})
     ckpt = imagenet_checkpoint(gsd_m=gsd, **network) if start == "imagenet" else load_checkpoint(bundled_checkpoint_path())
-    ckpt.state_dict, ckpt.gsd_m = torch.load(state, weights_only=True), gsd
+    ckpt.state_dict, ckpt.gsd_m = torch.load(recipe_dir / f"{fold}.state.pt", weights_only=True), gsd
+    return ckpt, meta
+
+
+def _predict_with_tta(recipe_dir: Path, fold: str, test: list, mode: str, start: str) -> None:
+    """The fold's stored model again, predicting with test-time augmentation (a recipe of its own)."""
+    from thaw_slump_mapper.model.calibration import predict_chips
+
+    out = recipe_dir.parent / f"{recipe_dir.name}+tta_{mode}" / f"{fold}.npz"
+    if not (recipe_dir / f"{fold}.state.pt").exists() or out.exists():
+        return
+    ckpt, meta = _stored_model(recipe_dir, fold, start)
     started = time.perf_counter()
     preds = predict_chips(ckpt, test, "cpu", tta=mode)
-    _save(out, preds, gsd, float(meta["seconds"]), int(meta["steps"]))
+    _save(out, preds, ckpt.gsd_m, float(meta["seconds"]), int(meta["steps"]))
     print(f"{recipe_dir.name} {fold} TTA {mode}: predicted in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _predict_coarser(recipe_dir: Path, fold: str, test: list, factor: float, start: str) -> None:
+    """The fold's stored model on its held-out chips resampled ``factor`` x coarser than it trained, the
+    probability brought back to the model's grid (bilinear). Stored twice: that pass alone
+    (<recipe>+coarse<factor>) and its mean with the stored native pass (<recipe>+ms<factor>, multi-scale)."""
+    import torch
+    import torch.nn.functional as F
+    from analyse_experiments import load_predictions
+
+    from thaw_slump_mapper.model.calibration import ChipPrediction, predict_chips
+
+    tag = f"{factor:g}".replace(".", "p")
+    out_coarse = recipe_dir.parent / f"{recipe_dir.name}+coarse{tag}" / f"{fold}.npz"
+    out_mean = recipe_dir.parent / f"{recipe_dir.name}+ms{tag}" / f"{fold}.npz"
+    if not (recipe_dir / f"{fold}.state.pt").exists() or out_mean.exists():
+        return
+    ckpt, meta = _stored_model(recipe_dir, fold, start)
+    native = load_predictions(recipe_dir / f"{fold}.npz")
+    gsd = ckpt.gsd_m
+    ckpt.gsd_m = gsd * factor
+    coarse, mean = [], []
+    for at_gsd, pred in zip(native, predict_chips(ckpt, test, "cpu")):
+        back = F.interpolate(torch.from_numpy(pred.probability.astype(np.float32))[None, None], size=at_gsd.probability.shape,
+                             mode="bilinear", align_corners=False)[0, 0].numpy() * at_gsd.valid
+        coarse.append(ChipPrediction(back, at_gsd.valid, at_gsd.mask, gsd))
+        mean.append(ChipPrediction(((back + at_gsd.probability) / 2).astype(np.float32), at_gsd.valid, at_gsd.mask, gsd))
+    _save(out_coarse, coarse, gsd, float(meta["seconds"]), int(meta["steps"]))
+    _save(out_mean, mean, gsd, float(meta["seconds"]), int(meta["steps"]))
 
 
 def main() -> int:
@@ -198,6 +237,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None,
                         help="the runs' seed (crop order and augmentation); default the recipe's")
     parser.add_argument("--tta", nargs="*", default=[], help="re-predict the stored fold models with these TTA modes (flip2, d4)")
+    parser.add_argument("--coarser", nargs="*", type=float, default=[],
+                        help="re-predict the stored fold models this many times coarser than they trained, alone and "
+                             "averaged with their own GSD's pass (multi-scale)")
     args = parser.parse_args()
     import torch
 
@@ -228,7 +270,9 @@ def main() -> int:
             start, make_settings = table[name]
             for mode in args.tta:
                 _predict_with_tta(args.output / name, fold, test, mode, start)
-            if args.tta:
+            for factor in args.coarser:
+                _predict_coarser(args.output / name, fold, test, factor, start)
+            if args.tta or args.coarser:
                 continue
             out = args.output / name / f"{fold}.npz"
             if out.exists():
