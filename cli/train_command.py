@@ -5,7 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU, FINE_TUNE_MINUTES_CUDA
+from ..model.fine_tune_defaults import (
+    FINE_TUNE_EPOCHS,
+    FINE_TUNE_LEARNING_RATE,
+    FINE_TUNE_MINUTES_CPU,
+    FINE_TUNE_MINUTES_CUDA,
+    TRAIN_SEED,
+)
 from ..model.precision import PRECISION_CHOICES
 from .interrupts import cli_progress
 from .progress_bar import TextProgressBar
@@ -60,7 +66,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
         help="numeric precision of training (default auto: bf16 on a CPU with bf16 kernels, else fp32; bf16 or fp16 on CUDA; "
         "bf16-decoder: the decoder alone in bf16, docs/TRAINING.md)",
     )
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {TRAIN_SEED})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --output")
     p.add_argument(
         "--bundled-recipe",

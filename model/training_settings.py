@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional
 
 from .augment import AugmentSettings
+from .fine_tune_defaults import TRAIN_SEED
 
 
 @dataclass
@@ -20,7 +21,7 @@ class TrainSettings:
     patience: int = 10  # epochs without a better validation IoU before stopping
     warmup_steps: int = 20
     weight_decay: float = 1e-4
-    seed: int = 42
+    seed: int = TRAIN_SEED
     device: str = "auto"
     threads: Optional[int] = None
     gsd_m: Optional[float] = None  # default: the median GSD of the chips

@@ -20,7 +20,7 @@ from qgis.core import (
 
 from ..core.checkpoint import bundled_checkpoint_path
 from ..core.devices import DEVICE_CHOICES
-from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU
+from ..model.fine_tune_defaults import FINE_TUNE_EPOCHS, FINE_TUNE_LEARNING_RATE, FINE_TUNE_MINUTES_CPU, TRAIN_SEED
 from ..model.precision import PRECISION_CHOICES
 from .algorithm_base import (  # the output rule (docs/OUTPUTS.md)
     OVERWRITE,
@@ -123,7 +123,8 @@ class TrainAlgorithm(ThawSlumpAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(self.SEED, "Random seed (empty: 42)", QgsProcessingParameterNumber.Integer, optional=True, minValue=0)
+            QgsProcessingParameterNumber(self.SEED, f"Random seed (empty: {TRAIN_SEED})", QgsProcessingParameterNumber.Integer,
+                                         optional=True, minValue=0)
         )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "New checkpoint", fileFilter="Checkpoint (*.pt)"))
         add_overwrite_parameter(self)

@@ -35,10 +35,12 @@ def summarise(folds: Dict[str, list], cleanup=None) -> Dict[str, float]:
     pooled = [p for preds in folds.values() for p in preds]
     grid = score_grid(pooled, THRESHOLDS, MIN_AREAS_M2, cleanup)
     t, a, best = best_calibration(grid)
-    per_fold = [score_grid(preds, (t,), (a,), cleanup)[(t, a)]["f1"] for preds in folds.values()]
+    # one grid a fold for its F1 at the pooled setting and its own pixel IoU at 0.5 (the pooled
+    # pixel IoU weights the folds by their slump pixels)
+    fold_grids = [score_grid(preds, sorted({t, 0.5}), sorted({a, 0.0}), cleanup) for preds in folds.values()]
+    per_fold = [g[(t, a)]["f1"] for g in fold_grids]
+    fold_iou = [g[(0.5, 0.0)]["pixel_iou"] for g in fold_grids]
     at_half = grid[(0.5, 0.0)]
-    # each fold's own pixel IoU: the pooled figure weights the folds by their slump pixels
-    fold_iou = [score_grid(preds, (0.5,), (0.0,), cleanup)[(0.5, 0.0)]["pixel_iou"] for preds in folds.values()]
     return {"threshold": t, "min_area_m2": a, "f1": best["f1"], "precision": best["precision"], "recall": best["recall"],
             "tp": best["tp"], "fp": best["fp"], "fn": best["fn"], "fold_f1_mean": float(np.mean(per_fold)),
             "fold_f1_sd": float(statistics.pstdev(per_fold)) if len(per_fold) > 1 else 0.0,
